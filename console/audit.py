@@ -1,0 +1,34 @@
+"""Write to the audit trail: the one function every app uses to record an action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from .models import AuditEvent, User
+
+SYSTEM = "system"
+
+
+def record(
+    action: str,
+    summary: str,
+    *,
+    actor: User | None = None,
+    actor_label: str | None = None,
+    obj: models.Model | None = None,
+    correlation_id: str = "",
+    **data: Any,
+) -> AuditEvent:
+    """Append one audit event. `actor` None means the system (worker, scheduler)."""
+    return AuditEvent.objects.create(
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor_label=actor_label or (actor.get_username() if actor is not None else SYSTEM),
+        action=action,
+        object_type=obj._meta.label_lower if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        correlation_id=correlation_id,
+        summary=summary[:500],
+        data=data,
+    )

@@ -1,0 +1,204 @@
+"""Demo data: teams and their users, queues, legal entities, project templates, connections to
+the vendor stand-ins (with freshly generated keys the stand-ins trust) and the ERP bindings of
+the legal entities. Idempotent: `make run` seeds on every start.
+
+This module is project wiring, like settings: it names every app on purpose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.conf import settings
+from django.db import transaction
+
+from console.choices import Role, TeamKind
+from console.models import Membership, Team, User
+from exceptions.models import Queue
+from integrations import bindings
+from integrations.choices import AuthKind, BillingModel, Region, SystemKind, Vendor
+from integrations.models import Connection, LegalEntity, ProjectTemplate
+
+DEMO_PASSWORD = "throughline-demo"
+
+TEAMS = [
+    # (slug, name, kind, username, role, queues)
+    ("finance", "Finance", TeamKind.FINANCE, "finance", Role.RESOLVER, ["Finance"]),
+    ("pmo", "PMO", TeamKind.PMO, "pmo", Role.RESOLVER, ["PMO EMEA", "PMO Americas"]),
+    ("sales-ops", "Sales Ops", TeamKind.SALES_OPS, "salesops", Role.RESOLVER, ["Sales Ops"]),
+    ("it", "IT", TeamKind.IT, "it", Role.ADMIN, ["IT Integration"]),
+]
+
+LEGAL_ENTITIES = [
+    # (code, name, country, currency, region, NetSuite subsidiary id)
+    ("US01", "Throughline Demo Inc.", "US", "USD", Region.AMERICAS, "1"),
+    ("UK01", "Throughline Demo UK Ltd", "GB", "GBP", Region.EMEA, "2"),
+    ("DE01", "Throughline Demo GmbH", "DE", "EUR", Region.EMEA, "3"),
+]
+
+TEMPLATES = [
+    (
+        "FIXED-3",
+        "Fixed fee, three milestones",
+        BillingModel.FIXED_FEE,
+        90,
+        [
+            {"name": "Kick-off", "percent": "20", "offset_days": 0},
+            {"name": "Design sign-off", "percent": "30", "offset_days": 30},
+            {"name": "Go-live", "percent": "50", "offset_days": 75},
+        ],
+    ),
+    (
+        "TM-STD",
+        "Time and materials, standard",
+        BillingModel.TIME_AND_MATERIALS,
+        120,
+        [
+            {"name": "Phase 1 complete", "percent": "50", "offset_days": 60, "billable": False},
+            {"name": "Phase 2 complete", "percent": "50", "offset_days": 120, "billable": False},
+        ],
+    ),
+]
+
+SALESFORCE_CONSUMER_KEY = "throughline-demo-consumer-key"
+SALESFORCE_USERNAME = "integration@throughline.demo"
+NETSUITE_CLIENT_ID = "throughline-demo-client"
+NETSUITE_CERTIFICATE_ID = "throughline-demo-cert"
+NETSUITE_ACCOUNT = "TSTDRV1234567"
+KANTATA_TOKEN = "kantata-demo-token"
+
+
+@dataclass
+class DemoResult:
+    users: list[str]
+    connections: list[str]
+
+
+def standin_urls() -> dict[str, str]:
+    host = settings.STANDIN_HOST
+    return {vendor: f"http://{host}:{port}" for vendor, port in settings.STANDIN_PORTS.items()}
+
+
+def _key_pair(keys_dir: Path, vendor: str, key_id: str, current: str | None) -> str:
+    """The private key PEM for `key_id`; its public half is where the stand-in looks."""
+    public_path = keys_dir / vendor / f"{key_id}.pem"
+    if current and public_path.exists():
+        return current
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_path.parent.mkdir(parents=True, exist_ok=True)
+    public_path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _connection(name: str, vendor: str, system: str, auth: str, url: str) -> Connection:
+    connection, _ = Connection.objects.get_or_create(
+        name=name, defaults={"vendor": vendor, "system": system, "auth_kind": auth, "base_url": url}
+    )
+    connection.base_url = url
+    return connection
+
+
+@transaction.atomic
+def seed(
+    urls: dict[str, str] | None = None,
+    keys_dir: Path | None = None,
+    *,
+    superuser: bool = True,
+) -> DemoResult:
+    """Create (or bring up to date) everything the demo needs."""
+    urls = urls or standin_urls()
+    keys_dir = Path(keys_dir or settings.STANDIN_KEYS_DIR)
+    users = []
+    for slug, name, kind, username, role, queue_names in TEAMS:
+        team, _ = Team.objects.get_or_create(slug=slug, defaults={"name": name, "kind": kind})
+        for queue_name in queue_names:
+            Queue.objects.get_or_create(
+                slug=queue_name.lower().replace(" ", "-"),
+                defaults={"name": queue_name, "team": team},
+            )
+        user, created = User.objects.get_or_create(
+            username=username, defaults={"first_name": name, "email": f"{username}@example.com"}
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        Membership.objects.get_or_create(user=user, team=team, defaults={"role": role})
+        users.append(username)
+    if superuser and not User.objects.filter(username="admin").exists():
+        User.objects.create_superuser("admin", "admin@example.com", DEMO_PASSWORD)
+        users.append("admin")
+
+    for code, name, country, currency, region, _sub in LEGAL_ENTITIES:
+        LegalEntity.objects.update_or_create(
+            code=code,
+            defaults={"name": name, "country": country, "currency": currency, "region": region},
+        )
+    for code, name, model, days, milestones in TEMPLATES:
+        ProjectTemplate.objects.update_or_create(
+            code=code,
+            defaults={
+                "name": name,
+                "billing_model": model,
+                "duration_days": days,
+                "milestones": milestones,
+            },
+        )
+
+    salesforce = _connection(
+        "Salesforce (demo)",
+        Vendor.SALESFORCE,
+        SystemKind.CRM,
+        AuthKind.JWT_BEARER,
+        urls["salesforce"],
+    )
+    old = salesforce.secrets if salesforce.secrets_ciphertext else {}
+    salesforce.settings = {
+        "api_version": "v62.0",
+        "username": SALESFORCE_USERNAME,
+        "login_url": urls["salesforce"],
+    }
+    salesforce.set_secrets(
+        {
+            "consumer_key": SALESFORCE_CONSUMER_KEY,
+            "private_key": _key_pair(
+                keys_dir, "salesforce", SALESFORCE_CONSUMER_KEY, old.get("private_key")
+            ),
+        }
+    )
+    salesforce.save()
+
+    netsuite = _connection(
+        "NetSuite (demo)", Vendor.NETSUITE, SystemKind.ERP, AuthKind.OAUTH_M2M, urls["netsuite"]
+    )
+    old = netsuite.secrets if netsuite.secrets_ciphertext else {}
+    netsuite.settings = {"account_id": NETSUITE_ACCOUNT}
+    netsuite.set_secrets(
+        {
+            "client_id": NETSUITE_CLIENT_ID,
+            "certificate_id": NETSUITE_CERTIFICATE_ID,
+            "private_key": _key_pair(
+                keys_dir, "netsuite", NETSUITE_CERTIFICATE_ID, old.get("private_key")
+            ),
+        }
+    )
+    netsuite.save()
+    for code, *_rest, subsidiary_id in LEGAL_ENTITIES:
+        bindings.bind(netsuite, "legal_entity", code, subsidiary_id)
+
+    kantata = _connection(
+        "Kantata (demo)", Vendor.KANTATA, SystemKind.PSA, AuthKind.BEARER_TOKEN, urls["kantata"]
+    )
+    kantata.set_secrets({"access_token": KANTATA_TOKEN})
+    kantata.save()
+    return DemoResult(users=users, connections=[salesforce.name, netsuite.name, kantata.name])

@@ -1,0 +1,65 @@
+"""What people do to exceptions. Every action checks the actor's role and is audited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from console import audit
+from console.models import User
+from integrations import services as engine
+
+from .choices import ExceptionStatus
+from .models import IntegrationException
+
+
+class ActionRefused(Exception):
+    """The action is not allowed, or makes no sense in the exception's state."""
+
+
+@dataclass
+class ActionResult:
+    ok: bool
+    message: str
+
+
+def can_act(user: User, exc: IntegrationException) -> bool:
+    """Resolvers and admins of the queue's team act on it; superusers on every queue."""
+    return user.is_authenticated and user.can_act_for(exc.queue.team)
+
+
+def retry(exc: IntegrationException, user: User) -> ActionResult:
+    """Re-run the failed step (and the rest of the workflow after it).
+
+    The run resumes from its failed step with the data as it is now in every system; steps
+    that succeeded keep their results, so nothing is created twice. Success resolves the
+    exception (the engine reports it; see receivers).
+    """
+    if not can_act(user, exc):
+        raise ActionRefused(f"Only members of {exc.queue.team} with a resolver role can retry.")
+    if exc.status == ExceptionStatus.RESOLVED:
+        raise ActionRefused("This exception is already resolved.")
+    with transaction.atomic():
+        if exc.run is not None:
+            queued = engine.resume_run(exc.run, actor=user, reason=f"retry of exception #{exc.pk}")
+            if not queued:
+                raise ActionRefused("The run is already queued or running; wait for its result.")
+        elif exc.connection is not None:
+            engine.request_poll(exc.connection)
+        else:
+            raise ActionRefused("Nothing to retry: this exception has no run or connection.")
+        IntegrationException.objects.filter(pk=exc.pk).update(status=ExceptionStatus.RETRYING)
+        audit.record(
+            "exception.retry",
+            f"Retry of exception #{exc.pk} requested",
+            actor=user,
+            obj=exc,
+            correlation_id=exc.run.correlation_id if exc.run else "",
+        )
+    exc.refresh_from_db()
+    if exc.status == ExceptionStatus.RESOLVED:
+        return ActionResult(True, "Retried: the run succeeded and the exception is resolved.")
+    if exc.status == ExceptionStatus.OPEN:
+        return ActionResult(False, "Retried, but it failed again: see the latest error.")
+    return ActionResult(True, "Retry queued: a worker is running it now.")

@@ -1,0 +1,36 @@
+"""Constant choice sets of the exception queues."""
+
+from django.db import models
+
+
+class Category(models.TextChoices):
+    BUSINESS = "business", "Business"
+    TECHNICAL = "technical", "Technical"
+
+
+class ExceptionStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    RETRYING = "retrying", "Retry queued"
+    RESOLVED = "resolved", "Resolved"
+
+
+class ExceptionCode(models.TextChoices):
+    """Stable codes, in business words."""
+
+    TAX_CONFIGURATION_MISSING = "tax_configuration_missing", "Tax configuration missing"
+    LEGAL_ENTITY_UNKNOWN = "legal_entity_unknown", "Legal entity unknown"
+    LEGAL_ENTITY_NOT_IN_ERP = "legal_entity_not_in_erp", "Legal entity not set up in ERP"
+    CUSTOMER_REJECTED_BY_ERP = "customer_rejected_by_erp", "Customer rejected by ERP"
+    PROJECT_TEMPLATE_NOT_FOUND = "project_template_not_found", "Project template not found"
+    PROJECT_REJECTED_BY_PSA = "project_rejected_by_psa", "Project rejected by PSA"
+    DEAL_DATA_INVALID = "deal_data_invalid", "Deal data invalid"
+    DEAL_NOT_WON = "deal_not_won", "Deal is no longer closed-won"
+    RECORD_NOT_FOUND = "record_not_found", "Record not found in source system"
+    WRITE_BACK_REJECTED = "write_back_rejected", "Write-back rejected by CRM"
+    AUTHENTICATION_FAILED = "authentication_failed", "Authentication failed"
+    RATE_LIMIT_EXHAUSTED = "rate_limit_exhausted", "Rate limit exhausted"
+    VENDOR_UNAVAILABLE = "vendor_unavailable", "Vendor unavailable"
+    MAPPING_ERROR = "mapping_error", "Data does not fit the mapping"
+    VENDOR_RESPONSE_INVALID = "vendor_response_invalid", "Vendor answered with invalid data"
+    CONNECTION_MISSING = "connection_missing", "No connection configured"
+    INTERNAL_ERROR = "internal_error", "Internal error"

@@ -1,0 +1,188 @@
+"""Classification: what a failure means in business words, and which team owns it.
+
+Input is the engine's StepFailure (kind, code, entity); output is a Classification with a
+stable ExceptionCode, business or technical category, owning team, a title, a plain-language
+explanation and the suggested fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from console.choices import TeamKind
+from integrations.workflows.failures import StepFailure
+
+from .choices import Category, ExceptionCode
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: ExceptionCode
+    category: Category
+    owner: TeamKind
+    explanation: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class Classification:
+    code: ExceptionCode
+    category: Category
+    owner: TeamKind
+    title: str
+    explanation: str
+    suggested_fix: str
+
+
+B, T = Category.BUSINESS, Category.TECHNICAL
+C = ExceptionCode
+RULES: dict[str, Rule] = {
+    "tax_configuration_missing": Rule(
+        C.TAX_CONFIGURATION_MISSING,
+        B,
+        TeamKind.FINANCE,
+        "The ERP subsidiary of this legal entity has no tax registration, so Throughline "
+        "cannot create the customer or any invoice for it.",
+        "Add the tax registration (VAT or sales-tax number) to the subsidiary in the ERP, "
+        "then press Retry.",
+    ),
+    "legal_entity_not_in_erp": Rule(
+        C.LEGAL_ENTITY_NOT_IN_ERP,
+        B,
+        TeamKind.FINANCE,
+        "Throughline knows this legal entity but not which ERP subsidiary it is.",
+        "Bind the legal entity to its ERP subsidiary (external-id bindings), then Retry.",
+    ),
+    "legal_entity_unknown": Rule(
+        C.LEGAL_ENTITY_UNKNOWN,
+        B,
+        TeamKind.SALES_OPS,
+        "The deal names a legal entity that does not exist.",
+        "Correct the legal entity on the deal in the CRM, then Retry.",
+    ),
+    "customer_rejected_by_erp": Rule(
+        C.CUSTOMER_REJECTED_BY_ERP,
+        B,
+        TeamKind.FINANCE,
+        "The ERP refused the customer record Throughline sent.",
+        "Read the ERP's message below, correct the customer data at its source, then Retry.",
+    ),
+    "project_template_not_found": Rule(
+        C.PROJECT_TEMPLATE_NOT_FOUND,
+        B,
+        TeamKind.PMO,
+        "The deal asks for a project template that does not exist, so no project can be set "
+        "up for it.",
+        "Create the template in Throughline (or correct the template on the deal), then Retry.",
+    ),
+    "project_rejected_by_psa": Rule(
+        C.PROJECT_REJECTED_BY_PSA,
+        B,
+        TeamKind.PMO,
+        "The PSA refused the project Throughline sent.",
+        "Read the PSA's message below, fix the template or deal data, then Retry.",
+    ),
+    "deal_data_invalid": Rule(
+        C.DEAL_DATA_INVALID,
+        B,
+        TeamKind.SALES_OPS,
+        "The deal in the CRM is missing data the handoff needs, or holds data of the wrong "
+        "kind.",
+        "Fix the fields listed below on the deal in the CRM, then Retry.",
+    ),
+    "deal_not_won": Rule(
+        C.DEAL_NOT_WON,
+        B,
+        TeamKind.SALES_OPS,
+        "The deal was closed-won when Throughline saw it but is not any more.",
+        "If the deal is really won, set its stage back to Closed Won and Retry.",
+    ),
+    "write_back_rejected": Rule(
+        C.WRITE_BACK_REJECTED,
+        B,
+        TeamKind.SALES_OPS,
+        "The CRM refused the ERP and PSA ids Throughline wrote back to the deal.",
+        "Check the deal's validation rules and field permissions in the CRM, then Retry.",
+    ),
+    "connection_missing": Rule(
+        C.CONNECTION_MISSING,
+        T,
+        TeamKind.IT,
+        "No enabled connection is configured for a system this workflow needs.",
+        "Add or enable the connection in Throughline, then Retry.",
+    ),
+    "auth": Rule(
+        C.AUTHENTICATION_FAILED,
+        T,
+        TeamKind.IT,
+        "The vendor rejected Throughline's credentials.",
+        "Renew the connection's credentials (certificate, token or client secret), then Retry.",
+    ),
+    "rate_limited": Rule(
+        C.RATE_LIMIT_EXHAUSTED,
+        T,
+        TeamKind.IT,
+        "The vendor refused the calls for volume, and retries with back-off did not get "
+        "through.",
+        "Wait for the vendor's limit to reset (or raise it), then Retry.",
+    ),
+    "transient": Rule(
+        C.VENDOR_UNAVAILABLE,
+        T,
+        TeamKind.IT,
+        "The vendor did not answer, or answered with a server error, after several retries.",
+        "Check the vendor's status page and the connection's health, then Retry.",
+    ),
+    "bad_response": Rule(
+        C.VENDOR_RESPONSE_INVALID,
+        T,
+        TeamKind.IT,
+        "The vendor answered with data that does not have the documented shape.",
+        "Look at the vendor's answer below; if the vendor changed its API, update the "
+        "connector, then Retry.",
+    ),
+    "not_found": Rule(
+        C.RECORD_NOT_FOUND,
+        B,
+        TeamKind.SALES_OPS,
+        "The record no longer exists in the source system (deleted or merged).",
+        "Restore the record or confirm it is gone; Retry once it exists again.",
+    ),
+    "mapping_error": Rule(
+        C.MAPPING_ERROR,
+        T,
+        TeamKind.IT,
+        "Data read from a vendor does not fit Throughline's canonical model.",
+        "Read the field problems below; fix the data at its source or the mapping, then Retry.",
+    ),
+    "internal_error": Rule(
+        C.INTERNAL_ERROR,
+        T,
+        TeamKind.IT,
+        "Throughline itself failed while running this step.",
+        "Report it to the integration team with this exception's number; Retry after a fix.",
+    ),
+}
+
+
+def classify(failure: StepFailure) -> Classification:
+    """The business meaning of a failure; unknown codes are internal errors for IT."""
+    rule = RULES.get(failure.code) or RULES["internal_error"]
+    if failure.code in ("validation", "conflict"):
+        rule = Rule(
+            C.VENDOR_RESPONSE_INVALID,
+            T,
+            TeamKind.IT,
+            "The vendor refused the data Throughline sent.",
+            "Read the vendor's message below, fix the data or mapping, then Retry.",
+        )
+    subject = f"{failure.entity_type} {failure.entity_ref}".strip()
+    title = f"{rule.code.label}: {subject}" if subject else rule.code.label
+    return Classification(
+        code=rule.code,
+        category=rule.category,
+        owner=rule.owner,
+        title=title[:300],
+        explanation=f"{rule.explanation} {failure.message}".strip(),
+        suggested_fix=rule.fix,
+    )

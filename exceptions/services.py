@@ -1,0 +1,125 @@
+"""Open, group and resolve exceptions: the only code that writes IntegrationException rows."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from console import audit
+from console.models import User
+from integrations.models import Connection, SyncRun, SyncStep
+from integrations.workflows.failures import StepFailure
+
+from .choices import ExceptionStatus
+from .classification import classify
+from .models import IntegrationException
+from .routing import route
+
+logger = logging.getLogger(__name__)
+
+
+def fingerprint(*parts: str) -> str:
+    """Versioned identity of "the same failure for the same thing"."""
+    raw = "|".join([f"v{IntegrationException.FINGERPRINT_VERSION}", *parts])
+    return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+@transaction.atomic
+def open_exception(
+    failure: StepFailure,
+    *,
+    run: SyncRun | None = None,
+    step: SyncStep | None = None,
+    key: tuple[str, ...] = (),
+) -> IntegrationException:
+    """Record a failure: a new exception, or one more occurrence of the open one."""
+    result = classify(failure)
+    region = run.region if run is not None else ""
+    print_ = fingerprint(result.code, failure.entity_type, failure.entity_ref, *key)
+    now = timezone.now()
+    existing = (
+        IntegrationException.objects.select_for_update()
+        .filter(fingerprint=print_)
+        .exclude(status=ExceptionStatus.RESOLVED)
+        .first()
+    )
+    if existing is not None:
+        IntegrationException.objects.filter(pk=existing.pk).update(
+            occurrences=F("occurrences") + 1,
+            last_seen=now,
+            status=ExceptionStatus.OPEN,
+            explanation=result.explanation,
+            vendor_error=failure.vendor_error,
+            payload=failure.payload,
+            step=step,
+        )
+        existing.refresh_from_db()
+        return existing
+    connection = (
+        Connection.objects.filter(pk=failure.connection_id).first()
+        if failure.connection_id
+        else None
+    )
+    exc = IntegrationException.objects.create(
+        queue=route(result.owner, region=region),
+        code=result.code,
+        category=result.category,
+        title=result.title,
+        explanation=result.explanation,
+        suggested_fix=result.suggested_fix,
+        run=run,
+        step=step,
+        connection=connection,
+        entity_type=failure.entity_type,
+        entity_ref=failure.entity_ref[:120],
+        legal_entity_code=run.legal_entity_code if run is not None else "",
+        region=region,
+        payload=failure.payload,
+        vendor_error=failure.vendor_error or {"details": failure.details},
+        fingerprint=print_,
+        first_seen=now,
+        last_seen=now,
+    )
+    audit.record(
+        "exception.opened",
+        f"Exception #{exc.pk} opened in {exc.queue}: {exc.title}",
+        obj=exc,
+        correlation_id=run.correlation_id if run is not None else "",
+        code=exc.code,
+    )
+    logger.info("exception %s opened in %s: %s", exc.pk, exc.queue, exc.code)
+    return exc
+
+
+@transaction.atomic
+def resolve(
+    exceptions: list[IntegrationException], *, reason: str, actor: User | None = None
+) -> int:
+    """Mark exceptions resolved, with the reason, and audit each."""
+    now = timezone.now()
+    count = 0
+    for exc in exceptions:
+        if exc.status == ExceptionStatus.RESOLVED:
+            continue
+        exc.status = ExceptionStatus.RESOLVED
+        exc.resolved_at = now
+        exc.resolved_by = actor if actor is not None and actor.is_authenticated else None
+        exc.resolution = reason[:300]
+        exc.save(update_fields=["status", "resolved_at", "resolved_by", "resolution"])
+        audit.record(
+            "exception.resolved",
+            f"Exception #{exc.pk} resolved: {reason}",
+            actor=actor,
+            obj=exc,
+            correlation_id=exc.run.correlation_id if exc.run_id else "",
+        )
+        count += 1
+    return count
+
+
+def unresolved_for_run(run: SyncRun) -> list[IntegrationException]:
+    return list(run.exceptions.exclude(status=ExceptionStatus.RESOLVED))

@@ -1,0 +1,176 @@
+"""The canonical model: vendor-independent, versioned shapes of the business entities.
+
+Each schema names its entity and version (`SCHEMA`); connectors map their vendor's objects to
+and from these shapes and nothing else. Payloads from vendors are untrusted: every string is
+bounded, money is Decimal with two places, dates are dates, and a payload that does not fit
+raises `MappingError` (see `validate`) instead of reaching a target system half-formed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ValidationError as PydanticValidationError
+
+from .errors import MappingError
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+Money = Annotated[Decimal, Field(max_digits=18, decimal_places=2, ge=0)]
+Region = Literal["EMEA", "Americas", "APAC"]
+SystemKind = Literal["crm", "psa", "erp"]
+BillingModel = Literal["fixed_fee", "time_and_materials", "retainer"]
+
+
+class CanonicalModel(BaseModel):
+    """Base: immutable, strict about unknown fields, with a (entity, version) identity."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=255)
+    SCHEMA: ClassVar[tuple[str, int]]
+
+
+class TaxConfiguration(CanonicalModel):
+    SCHEMA = ("tax_configuration", 1)
+    registration_number: Annotated[str, StringConstraints(min_length=2, max_length=40)]
+    country: CountryCode
+    tax_code: Code | None = None
+
+
+class LegalEntity(CanonicalModel):
+    SCHEMA = ("legal_entity", 1)
+    code: Code
+    name: Name
+    country: CountryCode
+    currency: CurrencyCode
+    region: Region
+    tax: TaxConfiguration | None = None
+
+
+class Customer(CanonicalModel):
+    SCHEMA = ("customer", 1)
+    source_id: Code
+    name: Name
+    country: CountryCode | None = None
+    currency: CurrencyCode | None = None
+    tax_registration: ShortText | None = None
+    payment_terms: ShortText | None = None
+    city: ShortText | None = None
+
+
+class Contact(CanonicalModel):
+    SCHEMA = ("contact", 1)
+    source_id: Code
+    customer_source_id: Code | None = None
+    first_name: ShortText = ""
+    last_name: Name
+    email: ShortText | None = None
+    phone: ShortText | None = None
+
+
+class Opportunity(CanonicalModel):
+    SCHEMA = ("opportunity", 1)
+    source_id: Code
+    name: Name
+    stage: ShortText
+    is_won: bool
+    is_closed: bool
+    amount: Money
+    currency: CurrencyCode
+    close_date: dt.date
+    customer: Customer
+    legal_entity_code: Code
+    project_template: Code
+    modified_at: dt.datetime | None = None
+    erp_customer_id: ShortText | None = None
+    psa_project_id: ShortText | None = None
+
+
+class Contract(CanonicalModel):
+    SCHEMA = ("contract", 1)
+    number: Code
+    opportunity_source_id: Code
+    customer_source_id: Code
+    billing_model: BillingModel
+    total_value: Money
+    currency: CurrencyCode
+    start_date: dt.date
+    end_date: dt.date | None = None
+
+
+class Milestone(CanonicalModel):
+    SCHEMA = ("milestone", 1)
+    name: Name
+    due_date: dt.date
+    amount: Money
+    billable: bool = True
+
+
+class Budget(CanonicalModel):
+    SCHEMA = ("budget", 1)
+    amount: Money
+    currency: CurrencyCode
+    hours: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
+
+
+class Project(CanonicalModel):
+    SCHEMA = ("project", 1)
+    key: Code
+    name: Name
+    customer_name: Name
+    legal_entity_code: Code
+    start_date: dt.date
+    end_date: dt.date | None = None
+    budget: Budget
+    milestones: tuple[Milestone, ...] = ()
+
+
+SCHEMAS: dict[tuple[str, int], type[CanonicalModel]] = {
+    cls.SCHEMA: cls
+    for cls in (
+        TaxConfiguration,
+        LegalEntity,
+        Customer,
+        Contact,
+        Opportunity,
+        Contract,
+        Milestone,
+        Budget,
+        Project,
+    )
+}
+
+M = TypeVar("M", bound=CanonicalModel)
+
+
+def validate(model: type[M], data: dict[str, Any], *, source: str = "") -> M:
+    """Build a canonical object from mapped data, or raise MappingError naming the fields."""
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = [
+            {
+                "field": ".".join(str(p) for p in err["loc"]),
+                "problem": err["msg"],
+                "type": err["type"],
+            }
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        raise MappingError(
+            entity=model.SCHEMA[0],
+            problems=problems,
+            source=source,
+        ) from None
+
+
+def schema_catalogue() -> list[dict[str, Any]]:
+    """Every schema with its version and JSON schema, for the API and the docs."""
+    return [
+        {"entity": name, "version": version, "json_schema": cls.model_json_schema()}
+        for (name, version), cls in sorted(SCHEMAS.items())
+    ]

@@ -1,0 +1,290 @@
+"""The engine's records: connections, reference data it owns, external-id bindings, runs and
+their steps, watermarks and API-call telemetry."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from . import secrets as secret_box
+from .choices import (
+    AuthKind,
+    BillingModel,
+    Region,
+    RunStatus,
+    StepStatus,
+    SystemKind,
+    Trigger,
+    Vendor,
+)
+
+
+class Connection(models.Model):
+    """One CRM, PSA or ERP instance Throughline talks to.
+
+    Secrets are encrypted at rest (see integrations.secrets) and never shown again after they
+    are set: forms, the admin and the API only ever show which secret names are stored.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    vendor = models.CharField(max_length=20, choices=Vendor.choices)
+    system = models.CharField(max_length=10, choices=SystemKind.choices)
+    base_url = models.URLField(max_length=500)
+    auth_kind = models.CharField(max_length=20, choices=AuthKind.choices)
+    settings = models.JSONField(default=dict, blank=True, help_text="non-secret configuration")
+    secrets_ciphertext = models.TextField(blank=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["system", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def secrets(self) -> dict[str, Any]:
+        return secret_box.decrypt(self.secrets_ciphertext)
+
+    def set_secrets(self, values: dict[str, Any]) -> None:
+        """Replace the stored secrets (encrypted); call save() afterwards."""
+        self.secrets_ciphertext = secret_box.encrypt(values)
+
+    def update_secrets(self, values: dict[str, Any]) -> None:
+        """Merge new secret values over the stored ones; empty values are ignored."""
+        merged = self.secrets | {k: v for k, v in values.items() if v}
+        self.set_secrets(merged)
+
+    @property
+    def secret_names(self) -> list[str]:
+        return sorted(self.secrets) if self.secrets_ciphertext else []
+
+
+class LegalEntity(models.Model):
+    """A company of the group that contracts and invoices (ERP subsidiary / company code)."""
+
+    code = models.CharField(max_length=20, unique=True)
+    name = models.CharField(max_length=200)
+    country = models.CharField(max_length=2)
+    currency = models.CharField(max_length=3)
+    region = models.CharField(max_length=10, choices=Region.choices)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name_plural = "legal entities"
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+
+class ProjectTemplate(models.Model):
+    """How a sold engagement becomes a project: billing model, duration, milestone plan.
+
+    `milestones` is a list of {"name", "percent", "offset_days"}; percents add up to 100 and
+    the amounts are computed from the deal value (the last milestone takes the rounding).
+    """
+
+    code = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    billing_model = models.CharField(max_length=30, choices=BillingModel.choices)
+    duration_days = models.PositiveIntegerField(default=90)
+    milestones = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+    def clean(self) -> None:
+        if not isinstance(self.milestones, list) or not self.milestones:
+            raise ValidationError({"milestones": "list at least one milestone"})
+        total = Decimal(0)
+        for i, item in enumerate(self.milestones):
+            if not isinstance(item, dict) or not {"name", "percent"} <= set(item):
+                raise ValidationError({"milestones": f"milestone {i + 1} needs name and percent"})
+            try:
+                total += Decimal(str(item["percent"]))
+                int(item.get("offset_days", 0))
+            except (ArithmeticError, ValueError, TypeError) as exc:
+                raise ValidationError({"milestones": f"milestone {i + 1}: {exc}"}) from exc
+        if total != Decimal(100):
+            raise ValidationError({"milestones": f"percents add up to {total}, not 100"})
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.full_clean()
+        super().save(*args, **kwargs)
+
+
+class SystemOfRecordRule(models.Model):
+    """Which system owns an entity, or one field of it (field '*' means the whole entity)."""
+
+    entity = models.CharField(max_length=40)
+    field = models.CharField(max_length=80, default="*")
+    owner = models.CharField(max_length=10, choices=SystemKind.choices)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["entity", "field"]
+        constraints = [
+            models.UniqueConstraint(fields=["entity", "field"], name="sor_unique_entity_field")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entity}.{self.field} owned by {self.get_owner_display()}"
+
+
+class ExternalBinding(models.Model):
+    """A canonical entity's id in one connected system (the only place ids are resolved)."""
+
+    entity_type = models.CharField(max_length=40)
+    canonical_key = models.CharField(max_length=120, help_text="Throughline's key")
+    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="bindings")
+    external_id = models.CharField(max_length=120)
+    created_by_run = models.ForeignKey(
+        "SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["entity_type", "canonical_key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "entity_type", "external_id"],
+                name="binding_unique_external",
+            ),
+            models.UniqueConstraint(
+                fields=["connection", "entity_type", "canonical_key"],
+                name="binding_unique_canonical",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entity_type} {self.canonical_key} = {self.connection}:{self.external_id}"
+
+
+class Watermark(models.Model):
+    """How far a change stream of a connection has been read (polling)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
+    stream = models.CharField(max_length=80)
+    value = models.CharField(max_length=80, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "stream"], name="watermark_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection} {self.stream} @ {self.value}"
+
+
+class SyncRun(models.Model):
+    """One execution of a workflow for one business transaction (its correlation id).
+
+    A workflow runs once per correlation id; retries and replays resume the same run, so a
+    replay can never provision a second customer or project.
+    """
+
+    workflow = models.CharField(max_length=60, db_index=True)
+    correlation_id = models.CharField(max_length=120, db_index=True)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    status = models.CharField(
+        max_length=10, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
+    )
+    source_connection = models.ForeignKey(
+        Connection, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    title = models.CharField(max_length=255, blank=True)
+    input = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    error = models.JSONField(default=dict, blank=True)
+    legal_entity_code = models.CharField(max_length=20, blank=True, db_index=True)
+    region = models.CharField(max_length=10, blank=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "correlation_id"], name="run_unique_workflow_correlation"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} {self.correlation_id} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class SyncStep(models.Model):
+    """One step of a run: its status, attempts, timings, output and error."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=60)
+    position = models.PositiveSmallIntegerField()
+    status = models.CharField(
+        max_length=10, choices=StepStatus.choices, default=StepStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    output = models.JSONField(default=dict, blank=True)
+    error = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "name"], name="step_unique_run_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.name} ({self.status})"
+
+
+class ApiCall(models.Model):
+    """Telemetry of one logical vendor API call (all its attempts)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="calls")
+    run = models.ForeignKey(
+        SyncRun, null=True, blank=True, on_delete=models.CASCADE, related_name="calls"
+    )
+    step = models.ForeignKey(
+        SyncStep, null=True, blank=True, on_delete=models.CASCADE, related_name="calls"
+    )
+    operation = models.CharField(max_length=80)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=500)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField()
+    attempts = models.PositiveSmallIntegerField(default=1)
+    idempotency_key = models.CharField(max_length=120, blank=True)
+    error_kind = models.CharField(max_length=20, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    rate_limit = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        indexes = [models.Index(fields=["connection", "started_at"], name="apicall_conn_time")]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.status_code} {self.latency_ms:.0f} ms"
+
+    @property
+    def retries(self) -> int:
+        return max(self.attempts - 1, 0)

@@ -1,0 +1,99 @@
+"""Change polling with watermarks: find closed-won deals in a CRM and start their runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils.dateparse import parse_datetime
+
+from .choices import Trigger
+from .connectors.registry import build_client
+from .connectors.salesforce.mapping import parse_salesforce_datetime
+from .models import Connection, Watermark
+from .services import start_run
+from .signals import poll_failed, poll_succeeded
+from .telemetry import CallBuffer
+from .workflows.failures import describe_failure
+from .workflows.service_engagement import WORKFLOW as SERVICE_ENGAGEMENT
+
+logger = logging.getLogger(__name__)
+
+CLOSED_WON_STREAM = "opportunity.closed_won"
+#: re-read this much before the watermark: deals sharing a timestamp are never missed, and
+#: the runs they start are deduplicated by correlation id anyway
+OVERLAP = timedelta(seconds=1)
+
+
+@dataclass
+class PollResult:
+    seen: int
+    started: int
+    watermark: str
+
+
+def poll_closed_won(connection: Connection) -> PollResult:
+    """Read won deals changed since the watermark; start one run per new deal."""
+    mark, _ = Watermark.objects.get_or_create(connection=connection, stream=CLOSED_WON_STREAM)
+    since = parse_datetime(mark.value) if mark.value else None
+    buffer = CallBuffer()
+    client = build_client(connection, on_call=buffer)
+    try:
+        records = client.closed_won_opportunities(since - OVERLAP if since else None)
+    except Exception as exc:
+        failure = describe_failure(
+            exc, entity_type="connection", entity_ref=connection.name, connection_id=connection.pk
+        )
+        logger.warning("poll %s failed: %s", connection.name, failure.message)
+        with transaction.atomic():
+            poll_failed.send(
+                sender=Connection, connection=connection, stream=CLOSED_WON_STREAM, failure=failure
+            )
+        raise
+    finally:
+        client.close()
+        buffer.flush()
+    poll_succeeded.send(sender=Connection, connection=connection, stream=CLOSED_WON_STREAM)
+    newest = since
+    started = 0
+    for record in records:
+        correlation = _correlation_id(record)
+        _run, created = start_run(
+            SERVICE_ENGAGEMENT,
+            correlation,
+            trigger=Trigger.POLL,
+            source_connection=connection,
+            payload=record if isinstance(record, dict) else {"record": str(record)[:10000]},
+            title=str(record.get("Name", ""))[:255] if isinstance(record, dict) else "",
+        )
+        started += int(created)
+        modified = _modstamp(record)
+        if modified is not None and (newest is None or modified > newest):
+            newest = modified
+    if newest is not None:
+        mark.value = newest.isoformat()
+        mark.save(update_fields=["value", "updated_at"])
+    if started:
+        logger.info("poll %s: %d deals seen, %d runs started", connection.name, len(records), started)
+    return PollResult(seen=len(records), started=started, watermark=mark.value)
+
+
+def _correlation_id(record: object) -> str:
+    opp_id = record.get("Id") if isinstance(record, dict) else None
+    if isinstance(opp_id, str) and 0 < len(opp_id) <= 40:
+        return f"deal:{opp_id}"
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+    return f"deal:invalid-{digest[:16]}"
+
+
+def _modstamp(record: object) -> datetime | None:
+    if not isinstance(record, dict):
+        return None
+    try:
+        return parse_salesforce_datetime(record.get("SystemModstamp"))
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,89 @@
+"""The engine's public services: the only entry points business apps call (start a run,
+resume a failed run). Work is saved first and enqueued after commit; the database, not the
+broker, is the record of what happened."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from console import audit
+from console.models import User
+
+from .choices import RunStatus, StepStatus, Trigger
+from .models import Connection, SyncRun
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue_run(run_id: int) -> None:
+    """Hand a saved run to a worker once the current transaction commits."""
+    from .tasks import run_workflow
+
+    run_workflow.delay_on_commit(run_id)
+
+
+def start_run(
+    workflow: str,
+    correlation_id: str,
+    *,
+    trigger: str = Trigger.POLL,
+    source_connection: Connection | None = None,
+    payload: dict[str, Any] | None = None,
+    title: str = "",
+) -> tuple[SyncRun, bool]:
+    """Create the run of `workflow` for a business transaction, once; enqueue it if new.
+
+    A second event for the same transaction (a repeat, or the echo of Throughline's own
+    write-back) finds the existing run and starts nothing.
+    """
+    try:
+        with transaction.atomic():
+            run, created = SyncRun.objects.get_or_create(
+                workflow=workflow,
+                correlation_id=correlation_id,
+                defaults={
+                    "trigger": trigger,
+                    "source_connection": source_connection,
+                    "input": payload or {},
+                    "title": title[:255],
+                },
+            )
+            if created:
+                enqueue_run(run.pk)
+    except IntegrityError:
+        run, created = SyncRun.objects.get(workflow=workflow, correlation_id=correlation_id), False
+    return run, created
+
+
+def resume_run(run: SyncRun, *, actor: User | None = None, reason: str = "retry") -> bool:
+    """Re-run a failed run from its failed step (earlier steps keep their results).
+
+    Returns False when the run is not failed (already running, queued or done).
+    """
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().get(pk=run.pk)
+        if run.status != RunStatus.FAILED:
+            return False
+        run.steps.filter(status=StepStatus.FAILED).update(status=StepStatus.PENDING)
+        run.status = RunStatus.PENDING
+        run.save(update_fields=["status"])
+        audit.record(
+            "run.resumed",
+            f"Run {run.pk} ({run.workflow}) resumed: {reason}",
+            actor=actor,
+            obj=run,
+            correlation_id=run.correlation_id,
+        )
+        enqueue_run(run.pk)
+    logger.info("run %s resumed (%s)", run.pk, reason)
+    return True
+
+
+def request_poll(connection: Connection) -> None:
+    """Read a connection's change streams again soon (after its failure was fixed)."""
+    from .tasks import poll_closed_won_task
+
+    transaction.on_commit(lambda: poll_closed_won_task.delay(connection.pk))

@@ -1,0 +1,17 @@
+"""The engine's one outward port: business apps subscribe here, the engine imports none of them.
+
+- `step_failed(sender=SyncRun, run, step, failure)`: a step failed; `failure` is a
+  workflows.failures.StepFailure. Sent inside the transaction that records the failure, so a
+  receiver's writes (an exception record) commit with it or not at all.
+- `run_succeeded(sender=SyncRun, run)`: every step of a run succeeded.
+- `poll_failed(sender=Connection, connection, stream, failure)`: reading a change stream
+  failed (no run exists yet for what could not be read).
+- `poll_succeeded(sender=Connection, connection, stream)`: the stream was read again.
+"""
+
+from django.dispatch import Signal
+
+step_failed = Signal()
+run_succeeded = Signal()
+poll_failed = Signal()
+poll_succeeded = Signal()

@@ -1,0 +1,370 @@
+"""What every vendor stand-in shares: in-memory state, fault injection, a request log, a
+per-window call budget, and the control surface under `/__standin__/`.
+
+A stand-in is a Starlette app that serves one vendor's real paths, auth handshake, paging and
+error bodies (see the vendor modules). Its control surface is not part of the vendor's API: it
+lets tests, the demo and people inject faults, read the request log, reset state and edit
+records (`/__standin__/` is a small HTML page for that).
+
+Fault rules, as JSON posted to `/__standin__/faults`:
+    {"method": "POST", "path": "/services/rest/record/v1/customer", "status": 503,
+     "times": 2, "delay_ms": 0, "headers": {"Retry-After": "1"}, "body": {...}}
+`path` is a regular expression searched in the request path; `times` null means until
+cleared; without `body` the vendor's own error shape is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import itertools
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+CONTROL_PREFIX = "/__standin__"
+
+ErrorBody = Callable[[int, str, str], Any]
+"""(status, vendor error code, message) -> the vendor's error body."""
+
+
+@dataclass
+class FaultRule:
+    """An injected failure: requests matching method and path answer `status`."""
+
+    path: str = ".*"
+    method: str = "*"
+    status: int = 500
+    code: str = ""
+    message: str = "Injected fault"
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    times: int | None = None
+    delay_ms: int = 0
+    id: int = 0
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.times is not None and self.times <= 0:
+            return False
+        if self.method not in ("*", method.upper()):
+            return False
+        return re.search(self.path, path) is not None
+
+
+class StandinState:
+    """Records by collection, plus faults, the request log and the call budget.
+
+    Vendor states subclass this and implement `seed()`; `reset()` brings the seed back.
+    Every mutation happens under `lock`, so the stand-in is safe under uvicorn's threads.
+    """
+
+    vendor = "standin"
+
+    def __init__(self, *, daily_limit: int = 100_000) -> None:
+        self.lock = threading.RLock()
+        self.daily_limit = daily_limit
+        self.reset()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def reset(self) -> None:
+        with self.lock:
+            self.collections: dict[str, dict[str, dict[str, Any]]] = {}
+            self.faults: list[FaultRule] = []
+            self.calls: deque[dict[str, Any]] = deque(maxlen=2000)
+            self.api_usage = 0
+            self.tokens: dict[str, float] = {}
+            self._ids = itertools.count(1)
+            self._fault_ids = itertools.count(1)
+            self.seed()
+
+    def seed(self) -> None:
+        """Load the vendor's starting records; subclasses override."""
+
+    # -- records --------------------------------------------------------------------------
+    def table(self, name: str) -> dict[str, dict[str, Any]]:
+        return self.collections.setdefault(name, {})
+
+    def next_number(self) -> int:
+        return next(self._ids)
+
+    # -- tokens -----------------------------------------------------------------------------
+    def issue_token(self, lifetime: float = 3600.0) -> str:
+        token = f"{self.vendor}-tok-{self.next_number()}-{int(time.time() * 1000)}"
+        with self.lock:
+            self.tokens[token] = time.time() + lifetime
+        return token
+
+    def token_valid(self, token: str | None) -> bool:
+        if not token:
+            return False
+        with self.lock:
+            expires = self.tokens.get(token)
+        return expires is not None and expires > time.time()
+
+    def revoke_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    # -- faults -----------------------------------------------------------------------------
+    def add_fault(self, **spec: Any) -> FaultRule:
+        allowed = {k: v for k, v in spec.items() if k in FaultRule.__dataclass_fields__}
+        allowed.pop("id", None)
+        allowed.pop("hits", None)
+        rule = FaultRule(**allowed)
+        re.compile(rule.path)
+        with self.lock:
+            rule.id = next(self._fault_ids)
+            self.faults.append(rule)
+        return rule
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def take_fault(self, method: str, path: str) -> FaultRule | None:
+        with self.lock:
+            for rule in self.faults:
+                if rule.matches(method, path):
+                    rule.hits += 1
+                    if rule.times is not None:
+                        rule.times -= 1
+                    return rule
+        return None
+
+    # -- request log and budget ---------------------------------------------------------
+    def record_call(self, method: str, path: str, status: int, headers: dict[str, str]) -> None:
+        with self.lock:
+            self.calls.append(
+                {
+                    "at": time.time(),
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "headers": headers,
+                }
+            )
+
+    def count_call(self) -> int:
+        """Count one API call against the daily budget; return the usage so far."""
+        with self.lock:
+            self.api_usage += 1
+            return self.api_usage
+
+    def over_limit(self) -> bool:
+        return self.api_usage > self.daily_limit
+
+    def summary(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "vendor": self.vendor,
+                "collections": {k: len(v) for k, v in self.collections.items()},
+                "faults": [asdict(f) for f in self.faults],
+                "api_usage": self.api_usage,
+                "daily_limit": self.daily_limit,
+                "calls": len(self.calls),
+            }
+
+
+class FaultInjectionMiddleware:
+    """Answers a request from a matching fault rule instead of the vendor routes, and logs
+    every request (method, path, status, the headers that matter for tests)."""
+
+    logged_headers = (
+        "authorization",
+        "content-type",
+        "if-match",
+        "x-csrf-token",
+        "x-netsuite-idempotency-key",
+        "prefer",
+    )
+
+    def __init__(self, app: ASGIApp, state: StandinState, error_body: ErrorBody) -> None:
+        self.app = app
+        self.state = state
+        self.error_body = error_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        req_headers = {
+            k.decode().lower(): v.decode()
+            for k, v in scope.get("headers", [])
+            if k.decode().lower() in self.logged_headers
+        }
+        status_box = {"status": 0}
+
+        async def logging_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_box["status"] = message["status"]
+            await send(message)
+
+        rule = self.state.take_fault(method, path)
+        if rule is not None:
+            if rule.delay_ms:
+                await asyncio.sleep(rule.delay_ms / 1000)
+            if rule.status:
+                body = (
+                    rule.body
+                    if rule.body is not None
+                    else self.error_body(rule.status, rule.code, rule.message)
+                )
+                response = JSONResponse(body, status_code=rule.status, headers=rule.headers)
+                await response(scope, receive, logging_send)
+                self.state.record_call(method, path, status_box["status"], req_headers)
+                return
+        await self.app(scope, receive, logging_send)
+        self.state.record_call(method, path, status_box["status"], req_headers)
+
+
+def control_routes(state: StandinState) -> list[BaseRoute]:
+    """The `/__standin__/` control surface shared by every stand-in."""
+
+    async def summary(request: Request) -> Response:
+        return JSONResponse(state.summary())
+
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            state.clear_faults()
+            return JSONResponse({"faults": []})
+        if request.method == "GET":
+            return JSONResponse({"faults": [asdict(f) for f in state.faults]})
+        try:
+            spec = await request.json()
+            if not isinstance(spec, dict):
+                raise TypeError("a fault is a JSON object")
+            rule = state.add_fault(**spec)
+        except (ValueError, TypeError, re.error) as exc:
+            return JSONResponse({"error": f"bad fault rule: {exc}"}, status_code=400)
+        return JSONResponse(asdict(rule), status_code=201)
+
+    async def calls(request: Request) -> Response:
+        with state.lock:
+            return JSONResponse({"calls": list(state.calls)})
+
+    async def reset(request: Request) -> Response:
+        state.reset()
+        return JSONResponse(state.summary())
+
+    async def revoke(request: Request) -> Response:
+        state.revoke_tokens()
+        return JSONResponse({"revoked": True})
+
+    async def collection(request: Request) -> Response:
+        name = request.path_params["name"]
+        with state.lock:
+            return JSONResponse({"records": list(state.table(name).values())})
+
+    async def record(request: Request) -> Response:
+        """GET a record as JSON; POST (JSON or a form's `json` field) merges fields into it."""
+        name, rid = request.path_params["name"], request.path_params["rid"]
+        with state.lock:
+            current = state.table(name).get(rid)
+        if current is None:
+            return JSONResponse({"error": "no such record"}, status_code=404)
+        if request.method == "GET":
+            return JSONResponse(current)
+        is_form = request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")
+        )
+        try:
+            if is_form:
+                form = await request.form()
+                changes = json.loads(str(form.get("json", "")))
+            else:
+                changes = await request.json()
+            if not isinstance(changes, dict):
+                raise ValueError("send a JSON object of fields to change")
+        except ValueError as exc:
+            return JSONResponse({"error": f"bad JSON: {exc}"}, status_code=400)
+        with state.lock:
+            current.update(changes)
+        if is_form:
+            return RedirectResponse(f"{CONTROL_PREFIX}/", status_code=303)
+        return JSONResponse(current)
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(_render_page(state))
+
+    return [
+        Route(f"{CONTROL_PREFIX}/", page),
+        Route(f"{CONTROL_PREFIX}/state", summary),
+        Route(f"{CONTROL_PREFIX}/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route(f"{CONTROL_PREFIX}/calls", calls),
+        Route(f"{CONTROL_PREFIX}/reset", reset, methods=["POST"]),
+        Route(f"{CONTROL_PREFIX}/revoke-tokens", revoke, methods=["POST"]),
+        Route(f"{CONTROL_PREFIX}/records/{{name}}", collection),
+        Route(f"{CONTROL_PREFIX}/records/{{name}}/{{rid}}", record, methods=["GET", "POST"]),
+    ]
+
+
+def _render_page(state: StandinState) -> str:
+    esc = html.escape
+    parts = [
+        "<!doctype html><meta charset=utf-8>",
+        f"<title>{esc(state.vendor)} stand-in</title>",
+        "<style>body{font:14px system-ui;margin:2rem}textarea{width:40rem;height:6rem}"
+        "td,th{vertical-align:top;padding:.3rem;border-bottom:1px solid #ddd}</style>",
+        f"<h1>{esc(state.vendor)} stand-in</h1>",
+        "<p>A local copy of the vendor API for tests and the demo. Edit a record's fields as "
+        "JSON and save; the change is live for the next API call.</p>",
+    ]
+    with state.lock:
+        snapshot = {k: dict(v) for k, v in state.collections.items()}
+    for name, rows in snapshot.items():
+        parts.append(f"<h2>{esc(name)} ({len(rows)})</h2><table>")
+        for rid, row in list(rows.items())[:50]:
+            body = esc(json.dumps(row, indent=1, default=str))
+            action = f"{CONTROL_PREFIX}/records/{esc(name)}/{esc(rid)}"
+            parts.append(
+                f"<tr><th>{esc(rid)}</th><td><pre>{body}</pre></td><td>"
+                f"<form method=post action='{action}'>"
+                f"<textarea name=json aria-label='changes to {esc(name)} {esc(rid)}'>{{}}"
+                "</textarea><br><button>Save changes</button></form></td></tr>"
+            )
+        parts.append("</table>")
+    return "".join(parts)
+
+
+def build_app(
+    state: StandinState, routes: list[BaseRoute], error_body: ErrorBody
+) -> Starlette:
+    """Assemble a stand-in: vendor routes, the control surface, fault injection."""
+    app = Starlette(
+        routes=[*control_routes(state), *routes],
+        middleware=[Middleware(FaultInjectionMiddleware, state=state, error_body=error_body)],
+    )
+    app.state.standin = state
+    return app
+
+
+def bearer_token(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    if value.lower().startswith("bearer "):
+        return value[7:].strip()
+    return None
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body, or raise ValueError with a readable reason."""
+    raw = await request.body()
+    if not raw:
+        raise ValueError("empty body")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"malformed JSON: {exc.msg} at position {exc.pos}") from exc

@@ -1,0 +1,40 @@
+"""Celery tasks of the engine: thin wrappers that take ids and call the services."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from .choices import SystemKind, Vendor
+from .models import Connection
+from .polling import poll_closed_won
+from .workflows.engine import execute_run
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="integrations.run_workflow", acks_late=True)
+def run_workflow(run_id: int) -> str:
+    run = execute_run(run_id)
+    return run.status if run is not None else "skipped"
+
+
+@shared_task(name="integrations.poll_closed_won")
+def poll_closed_won_task(connection_id: int) -> dict:
+    connection = Connection.objects.get(pk=connection_id)
+    result = poll_closed_won(connection)
+    return {"seen": result.seen, "started": result.started}
+
+
+@shared_task(name="integrations.poll_all_crm_connections")
+def poll_all_crm_connections() -> int:
+    """Enqueue a poll for every enabled CRM connection whose vendor we poll."""
+    ids = list(
+        Connection.objects.filter(
+            system=SystemKind.CRM, enabled=True, vendor=Vendor.SALESFORCE
+        ).values_list("pk", flat=True)
+    )
+    for pk in ids:
+        poll_closed_won_task.delay(pk)
+    return len(ids)

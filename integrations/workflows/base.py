@@ -1,0 +1,98 @@
+"""Workflow building blocks: a Workflow is an ordered list of Steps; each Step is idempotent
+(it checks the target before writing, so running it twice writes once) and returns a JSON-safe
+output that later steps read from the StepContext."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from integrations.choices import SystemKind
+from integrations.connectors.http import ConnectorHttpClient
+from integrations.connectors.registry import build_client
+from integrations.models import Connection, SyncRun
+
+from .failures import StepError
+
+
+class Step:
+    """One idempotent unit of work. Subclasses set `name` and implement `run(ctx)`."""
+
+    name: ClassVar[str]
+    #: business code when a vendor refuses this step's data (validation or conflict)
+    rejection_code: ClassVar[str] = ""
+    #: the entity this step works on, for exception records
+    entity_type: ClassVar[str] = ""
+    #: the system this step talks to, for classifying vendor errors
+    system: ClassVar[str] = ""
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def entity_ref(self, ctx: StepContext) -> str:
+        return ctx.run.correlation_id
+
+
+class Workflow:
+    """A named composite service: its steps in order."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    steps: ClassVar[list[Step]]
+
+    def step_names(self) -> list[str]:
+        return [s.name for s in self.steps]
+
+
+def primary_connection(system: str) -> Connection:
+    """The enabled connection for a system (CRM, PSA, ERP).
+
+    Per-legal-entity routing between several ERPs arrives with coexistence; until then each
+    system has one primary connection: the oldest enabled one.
+    """
+    connection = Connection.objects.filter(system=system, enabled=True).order_by("pk").first()
+    if connection is None:
+        raise StepError(
+            "connection_missing",
+            f"No enabled {SystemKind(system).label} connection is configured.",
+            entity_type="connection",
+            entity_ref=system,
+        )
+    return connection
+
+
+@dataclass
+class StepContext:
+    """What a step sees: its run, earlier steps' outputs, and clients for the connections."""
+
+    run: SyncRun
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    on_call: Callable[..., None] | None = None
+    _clients: dict[int, ConnectorHttpClient] = field(default_factory=dict)
+
+    def connection(self, system: str) -> Connection:
+        if system == SystemKind.CRM and self.run.source_connection_id:
+            return self.run.source_connection
+        return primary_connection(system)
+
+    def client(self, connection: Connection) -> Any:
+        """A client for `connection`, shared by the run's steps, reporting to `on_call`."""
+        if connection.pk not in self._clients:
+            self._clients[connection.pk] = build_client(connection, on_call=self._report)
+        return self._clients[connection.pk]
+
+    def _report(self, record: Any) -> None:
+        if self.on_call is not None:
+            self.on_call(record)
+
+    def output(self, step_name: str) -> dict[str, Any]:
+        try:
+            return self.outputs[step_name]
+        except KeyError:
+            raise RuntimeError(f"step {step_name!r} has not run before this one") from None
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()

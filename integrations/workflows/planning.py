@@ -1,0 +1,62 @@
+"""Turn a won deal and a project template into the canonical project plan (domain logic)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
+
+from integrations.canonical import schemas
+from integrations.models import ProjectTemplate
+
+CENT = Decimal("0.01")
+
+
+def split_amount(total: Decimal, percents: list[Decimal]) -> list[Decimal]:
+    """Split `total` by `percents` into cent amounts that add up to `total` exactly.
+
+    Each share is rounded half-up to the cent; the last share takes what rounding left over.
+    """
+    if not percents:
+        return []
+    shares = [(total * p / Decimal(100)).quantize(CENT, rounding=ROUND_HALF_UP) for p in percents]
+    shares[-1] = total - sum(shares[:-1], Decimal(0))
+    return shares
+
+
+def plan_project(
+    opportunity: schemas.Opportunity,
+    template: ProjectTemplate,
+    *,
+    start: dt.date | None = None,
+) -> schemas.Project:
+    """The project a won deal becomes: budget = deal amount, milestones from the template."""
+    start = start or opportunity.close_date
+    items = template.milestones
+    amounts = split_amount(opportunity.amount, [Decimal(str(m["percent"])) for m in items])
+    milestones = tuple(
+        schemas.validate(
+            schemas.Milestone,
+            {
+                "name": str(m["name"]),
+                "due_date": start + dt.timedelta(days=int(m.get("offset_days", 0))),
+                "amount": amount,
+                "billable": bool(m.get("billable", True)),
+            },
+            source="project template",
+        )
+        for m, amount in zip(items, amounts, strict=True)
+    )
+    return schemas.validate(
+        schemas.Project,
+        {
+            "key": f"deal:{opportunity.source_id}",
+            "name": f"{opportunity.customer.name}: {opportunity.name}"[:255],
+            "customer_name": opportunity.customer.name,
+            "legal_entity_code": opportunity.legal_entity_code,
+            "start_date": start,
+            "end_date": start + dt.timedelta(days=template.duration_days),
+            "budget": {"amount": opportunity.amount, "currency": opportunity.currency},
+            "milestones": milestones,
+        },
+        source="project plan",
+    )

@@ -1,0 +1,15 @@
+"""The workflows Throughline knows, by name."""
+
+from __future__ import annotations
+
+from .base import Workflow
+from .service_engagement import CreateServiceEngagement
+
+WORKFLOWS: dict[str, Workflow] = {wf.name: wf for wf in (CreateServiceEngagement(),)}
+
+
+def get_workflow(name: str) -> Workflow:
+    try:
+        return WORKFLOWS[name]
+    except KeyError:
+        raise LookupError(f"unknown workflow {name!r}") from None

@@ -1,0 +1,261 @@
+"""create-service-engagement: a closed-won deal in CRM becomes a customer in ERP and a project
+in PSA, and the ERP and PSA ids are written back to the deal.
+
+Steps (each idempotent, so a retry or replay never creates a second customer or project):
+1. fetch_deal           CRM: read the opportunity as it is now; validate it (canonical model).
+2. check_legal_entity   ERP: the deal's legal entity exists there with a tax configuration.
+3. ensure_erp_customer  ERP: upsert the customer by external id; bind it.
+4. provision_project    PSA: project from the template with budget and milestones; bind it.
+5. write_back_crm       CRM: write the ERP customer id and PSA project id to the opportunity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from console import audit
+from integrations import bindings
+from integrations.canonical import schemas
+from integrations.canonical.errors import MappingError
+from integrations.choices import SystemKind
+from integrations.connectors.kantata import mapping as kantata_mapping
+from integrations.connectors.netsuite import mapping as netsuite_mapping
+from integrations.connectors.salesforce import mapping as salesforce_mapping
+from integrations.models import LegalEntity, ProjectTemplate
+
+from .base import Step, StepContext, Workflow
+from .failures import StepError
+from .planning import plan_project
+
+WORKFLOW = "create_service_engagement"
+
+
+def deal_id(ctx: StepContext) -> str:
+    return str(ctx.run.input.get("Id") or ctx.run.correlation_id.removeprefix("deal:"))
+
+
+def opportunity(ctx: StepContext) -> schemas.Opportunity:
+    return schemas.Opportunity.model_validate(ctx.output("fetch_deal")["opportunity"])
+
+
+class FetchDeal(Step):
+    name = "fetch_deal"
+    system = SystemKind.CRM
+    entity_type = "opportunity"
+
+    def entity_ref(self, ctx: StepContext) -> str:
+        return deal_id(ctx)
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        crm = ctx.client(ctx.connection(SystemKind.CRM))
+        record = crm.get_opportunity(deal_id(ctx))
+        try:
+            opp = salesforce_mapping.opportunity_from_salesforce(record)
+        except MappingError as exc:
+            raise StepError(
+                "deal_data_invalid",
+                f"The deal cannot be provisioned: {', '.join(exc.fields) or 'payload'} "
+                "missing or invalid.",
+                entity_type="opportunity",
+                entity_ref=deal_id(ctx),
+                details={"problems": exc.problems},
+            ) from exc
+        ctx.run.title = f"{opp.customer.name}: {opp.name}"[:255]
+        ctx.run.legal_entity_code = opp.legal_entity_code[:20]
+        region = (
+            LegalEntity.objects.filter(code=opp.legal_entity_code)
+            .values_list("region", flat=True)
+            .first()
+        )
+        ctx.run.region = region or ""
+        if not (opp.is_closed and opp.is_won):
+            raise StepError(
+                "deal_not_won",
+                f"The deal is at stage {opp.stage!r}, no longer closed-won.",
+                entity_type="opportunity",
+                entity_ref=opp.source_id,
+            )
+        return {"opportunity": opp.model_dump(mode="json")}
+
+
+class CheckLegalEntity(Step):
+    name = "check_legal_entity"
+    system = SystemKind.ERP
+    entity_type = "legal_entity"
+
+    def entity_ref(self, ctx: StepContext) -> str:
+        return ctx.run.legal_entity_code
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        opp = opportunity(ctx)
+        code = opp.legal_entity_code
+        entity = LegalEntity.objects.filter(code=code).first()
+        if entity is None:
+            raise StepError(
+                "legal_entity_unknown",
+                f"The deal names legal entity {code!r}, which Throughline does not know.",
+                entity_type="legal_entity",
+                entity_ref=code,
+            )
+        erp = ctx.connection(SystemKind.ERP)
+        subsidiary_id = bindings.lookup(erp, "legal_entity", code)
+        if subsidiary_id is None:
+            raise StepError(
+                "legal_entity_not_in_erp",
+                f"Legal entity {code} has no subsidiary bound in {erp.name}.",
+                entity_type="legal_entity",
+                entity_ref=code,
+                connection_id=erp.pk,
+            )
+        subsidiary = ctx.client(erp).get_subsidiary(subsidiary_id)
+        canonical = netsuite_mapping.legal_entity_from_subsidiary(
+            subsidiary, code=code, region=entity.region
+        )
+        if canonical.tax is None:
+            raise StepError(
+                "tax_configuration_missing",
+                f"Subsidiary {canonical.name} (legal entity {code}) has no tax registration "
+                f"in {erp.name}, so no customer can be created or invoiced for it.",
+                entity_type="legal_entity",
+                entity_ref=code,
+                connection_id=erp.pk,
+                details={"subsidiary_id": subsidiary_id, "subsidiary": canonical.name},
+            )
+        return {"legal_entity": canonical.model_dump(mode="json"), "subsidiary_id": subsidiary_id}
+
+
+class EnsureErpCustomer(Step):
+    name = "ensure_erp_customer"
+    system = SystemKind.ERP
+    entity_type = "customer"
+    rejection_code = "customer_rejected_by_erp"
+
+    def entity_ref(self, ctx: StepContext) -> str:
+        fetched = ctx.outputs.get("fetch_deal")
+        return fetched["opportunity"]["customer"]["source_id"] if fetched else ""
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        opp = opportunity(ctx)
+        customer = opp.customer
+        key = f"crm-account:{customer.source_id}"
+        erp = ctx.connection(SystemKind.ERP)
+        bound = bindings.lookup(erp, "customer", key)
+        if bound:
+            return {"erp_customer_id": bound, "created": False}
+        client = ctx.client(erp)
+        external_id = f"TL-{customer.source_id}"
+        currency_ids = netsuite_mapping.currency_ids(client.list_records("currency"))
+        currency = customer.currency or opp.currency
+        if currency not in currency_ids:
+            raise StepError(
+                "customer_rejected_by_erp",
+                f"Currency {currency} is not set up in {erp.name}.",
+                entity_type="customer",
+                entity_ref=customer.source_id,
+                connection_id=erp.pk,
+            )
+        body = netsuite_mapping.customer_to_netsuite(
+            customer,
+            external_id=external_id,
+            subsidiary_id=ctx.output("check_legal_entity")["subsidiary_id"],
+            currency_id=currency_ids[currency],
+        )
+        internal_id = client.upsert_by_external_id("customer", external_id, body)
+        bindings.bind(erp, "customer", key, internal_id, run=ctx.run)
+        audit.record(
+            "erp.customer.upserted",
+            f"Customer {customer.name} upserted in {erp.name} as {internal_id}",
+            correlation_id=ctx.run.correlation_id,
+            connection=erp.name,
+            external_id=internal_id,
+            idempotency_key=external_id,
+        )
+        return {"erp_customer_id": internal_id, "external_id": external_id}
+
+
+class ProvisionProject(Step):
+    name = "provision_project"
+    system = SystemKind.PSA
+    entity_type = "project"
+    rejection_code = "project_rejected_by_psa"
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        opp = opportunity(ctx)
+        template = ProjectTemplate.objects.filter(code=opp.project_template).first()
+        if template is None:
+            raise StepError(
+                "project_template_not_found",
+                f"The deal asks for project template {opp.project_template!r}, which does "
+                "not exist.",
+                entity_type="project_template",
+                entity_ref=opp.project_template,
+            )
+        project = plan_project(opp, template)
+        psa = ctx.connection(SystemKind.PSA)
+        client = ctx.client(psa)
+        marker = f"[TL {project.key}]"
+        workspace = client.find_workspace_by_reference(project.key)
+        referenced = workspace is not None
+        created = False
+        if workspace is None:
+            workspace = client.find_workspace_by_marker(marker)
+        if workspace is None:
+            workspace = client.create_workspace(
+                kantata_mapping.workspace_from_project(project, marker=marker)
+            )
+            created = True
+        workspace_id = kantata_mapping.project_ref(workspace)
+        if not referenced:
+            client.add_reference(workspace_id, project.key)
+        stories = client.create_milestones(
+            workspace_id, [kantata_mapping.story_from_milestone(m) for m in project.milestones]
+        )
+        bindings.bind(psa, "project", project.key, workspace_id, run=ctx.run)
+        if created:
+            audit.record(
+                "psa.project.created",
+                f"Project {project.name} created in {psa.name} as {workspace_id}",
+                correlation_id=ctx.run.correlation_id,
+                connection=psa.name,
+                external_id=workspace_id,
+                idempotency_key=project.key,
+            )
+        return {
+            "psa_project_id": workspace_id,
+            "template": template.code,
+            "milestones": len(project.milestones),
+            "milestones_created": len(stories),
+            "created": created,
+        }
+
+
+class WriteBackCrm(Step):
+    name = "write_back_crm"
+    system = SystemKind.CRM
+    entity_type = "opportunity"
+    rejection_code = "write_back_rejected"
+
+    def entity_ref(self, ctx: StepContext) -> str:
+        return deal_id(ctx)
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        crm = ctx.connection(SystemKind.CRM)
+        fields = salesforce_mapping.opportunity_writeback(
+            ctx.output("ensure_erp_customer")["erp_customer_id"],
+            ctx.output("provision_project")["psa_project_id"],
+        )
+        ctx.client(crm).update("Opportunity", deal_id(ctx), fields)
+        audit.record(
+            "crm.opportunity.written_back",
+            f"ERP and PSA ids written to opportunity {deal_id(ctx)} in {crm.name}",
+            correlation_id=ctx.run.correlation_id,
+            connection=crm.name,
+            fields=fields,
+        )
+        return {"written": fields}
+
+
+class CreateServiceEngagement(Workflow):
+    name = WORKFLOW
+    title = "Create service engagement"
+    steps = [FetchDeal(), CheckLegalEntity(), EnsureErpCustomer(), ProvisionProject(), WriteBackCrm()]
