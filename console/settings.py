@@ -47,9 +47,7 @@ def _dev_fernet_key(secret: str) -> str:
 
 
 #: Fernet keys for connection secrets, newest first (comma-separated; older keys still decrypt).
-CONNECTION_SECRETS_KEYS = env.list(
-    "CONNECTION_SECRETS_KEY", default=[_dev_fernet_key(SECRET_KEY)]
-)
+CONNECTION_SECRETS_KEYS = env.list("CONNECTION_SECRETS_KEY", default=[_dev_fernet_key(SECRET_KEY)])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -62,6 +60,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "console",
     "integrations",
@@ -182,6 +181,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # -- Celery ----------------------------------------------------------------------------------
@@ -192,9 +195,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
@@ -222,6 +226,13 @@ STANDIN_PORTS = {
     "kantata": env.int("STANDIN_KANTATA_PORT", default=8103),
 }
 STANDIN_KEYS_DIR = Path(env.str("STANDIN_KEYS_DIR", default=str(VAR_DIR / "standin-keys")))
+#: Retry policy of every connector client: attempts per call and exponential backoff (seconds);
+#: a vendor's Retry-After wins over the backoff (capped by the client).
+CONNECTOR_RETRY = {
+    "max_attempts": env.int("CONNECTOR_MAX_ATTEMPTS", default=4),
+    "backoff_initial": env.float("CONNECTOR_BACKOFF_INITIAL", default=0.5),
+    "backoff_max": env.float("CONNECTOR_BACKOFF_MAX", default=30.0),
+}
 #: A run left "running" longer than this is taken over by the next worker (a lost worker).
 RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=600)
 

@@ -86,8 +86,7 @@ RULES: dict[str, Rule] = {
         C.DEAL_DATA_INVALID,
         B,
         TeamKind.SALES_OPS,
-        "The deal in the CRM is missing data the handoff needs, or holds data of the wrong "
-        "kind.",
+        "The deal in the CRM is missing data the handoff needs, or holds data of the wrong kind.",
         "Fix the fields listed below on the deal in the CRM, then Retry.",
     ),
     "deal_not_won": Rule(
@@ -122,8 +121,7 @@ RULES: dict[str, Rule] = {
         C.RATE_LIMIT_EXHAUSTED,
         T,
         TeamKind.IT,
-        "The vendor refused the calls for volume, and retries with back-off did not get "
-        "through.",
+        "The vendor refused the calls for volume, and retries with back-off did not get through.",
         "Wait for the vendor's limit to reset (or raise it), then Retry.",
     ),
     "transient": Rule(

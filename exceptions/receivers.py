@@ -27,9 +27,7 @@ def on_step_failed(
 
 @receiver(run_succeeded, sender=SyncRun, dispatch_uid="exceptions.run_succeeded")
 def on_run_succeeded(sender: Any, run: SyncRun, **kw: Any) -> None:
-    services.resolve(
-        services.unresolved_for_run(run), reason="The run succeeded after the retry."
-    )
+    services.resolve(services.unresolved_for_run(run), reason="The run succeeded after the retry.")
 
 
 @receiver(poll_failed, sender=Connection, dispatch_uid="exceptions.poll_failed")

@@ -27,9 +27,7 @@ def route(owner: str, *, region: str = "") -> Queue:
 
 
 def fallback_queue() -> Queue:
-    team, _ = Team.objects.get_or_create(
-        slug="it", defaults={"name": "IT", "kind": TeamKind.IT}
-    )
+    team, _ = Team.objects.get_or_create(slug="it", defaults={"name": "IT", "kind": TeamKind.IT})
     queue, _ = Queue.objects.get_or_create(
         slug=FALLBACK_SLUG,
         defaults={

@@ -100,6 +100,10 @@ class ProjectTemplate(models.Model):
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.full_clean()
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         if not isinstance(self.milestones, list) or not self.milestones:
             raise ValidationError({"milestones": "list at least one milestone"})
@@ -114,10 +118,6 @@ class ProjectTemplate(models.Model):
                 raise ValidationError({"milestones": f"milestone {i + 1}: {exc}"}) from exc
         if total != Decimal(100):
             raise ValidationError({"milestones": f"percents add up to {total}, not 100"})
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.full_clean()
-        super().save(*args, **kwargs)
 
 
 class SystemOfRecordRule(models.Model):
@@ -237,9 +237,7 @@ class SyncStep(models.Model):
     run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="steps")
     name = models.CharField(max_length=60)
     position = models.PositiveSmallIntegerField()
-    status = models.CharField(
-        max_length=10, choices=StepStatus.choices, default=StepStatus.PENDING
-    )
+    status = models.CharField(max_length=10, choices=StepStatus.choices, default=StepStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -248,9 +246,7 @@ class SyncStep(models.Model):
 
     class Meta:
         ordering = ["run", "position"]
-        constraints = [
-            models.UniqueConstraint(fields=["run", "name"], name="step_unique_run_name")
-        ]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="step_unique_run_name")]
 
     def __str__(self) -> str:
         return f"{self.run_id}/{self.name} ({self.status})"

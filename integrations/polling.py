@@ -78,7 +78,9 @@ def poll_closed_won(connection: Connection) -> PollResult:
         mark.value = newest.isoformat()
         mark.save(update_fields=["value", "updated_at"])
     if started:
-        logger.info("poll %s: %d deals seen, %d runs started", connection.name, len(records), started)
+        logger.info(
+            "poll %s: %d deals seen, %d runs started", connection.name, len(records), started
+        )
     return PollResult(seen=len(records), started=started, watermark=mark.value)
 
 

@@ -108,7 +108,9 @@ def make_run(
             run=run,
             name=name,
             position=i,
-            status=StepStatus.FAILED if last and status == RunStatus.FAILED else StepStatus.SUCCEEDED,
+            status=StepStatus.FAILED
+            if last and status == RunStatus.FAILED
+            else StepStatus.SUCCEEDED,
             attempts=1,
         )
     return run

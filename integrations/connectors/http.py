@@ -307,7 +307,7 @@ class ConnectorHttpClient:
             retry_after = exc.retry_after
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
-        backoff = wait_exponential_jitter(initial=self.backoff_initial, max=self.backoff_max)
+        backoff = wait_exponential_jitter(multiplier=self.backoff_initial, max=self.backoff_max)
         return backoff(state)
 
     def _rate_limit_headers(self, response: httpx.Response | None) -> dict[str, str]:

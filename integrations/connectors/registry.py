@@ -7,6 +7,7 @@ import importlib
 from typing import Any
 
 import httpx
+from django.conf import settings as django_settings
 
 from integrations.choices import Vendor
 
@@ -27,6 +28,7 @@ def build_client(
 ) -> ConnectorHttpClient:
     """A ready client for `connection` (an integrations.models.Connection)."""
     package = importlib.import_module(PACKAGES[Vendor(connection.vendor)])
+    retry_policy = dict(getattr(django_settings, "CONNECTOR_RETRY", {}))
     return package.build_client(
         base_url=connection.base_url,
         settings=dict(connection.settings or {}),
@@ -34,4 +36,5 @@ def build_client(
         connection_id=connection.pk,
         on_call=on_call,
         transport=transport,
+        **retry_policy,
     )

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -59,9 +60,29 @@ class FaultRule:
     def matches(self, method: str, path: str) -> bool:
         if self.times is not None and self.times <= 0:
             return False
-        if self.method not in ("*", method.upper()):
+        if self.method.upper() not in ("*", method.upper()):
             return False
         return re.search(self.path, path) is not None
+
+
+def _check_fault(rule: FaultRule) -> None:
+    for name in ("path", "method", "code", "message"):
+        if not isinstance(getattr(rule, name), str):
+            raise TypeError(f"{name} must be a string")
+    if not isinstance(rule.status, int) or isinstance(rule.status, bool):
+        raise TypeError("status must be an integer")
+    if rule.status != 0 and not 200 <= rule.status <= 599:
+        raise ValueError("status must be an HTTP status from 200 to 599, or 0 for delay only")
+    if rule.times is not None and (not isinstance(rule.times, int) or isinstance(rule.times, bool)):
+        raise TypeError("times must be an integer or null")
+    delay = rule.delay_ms
+    if not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay <= 600_000:
+        raise ValueError("delay_ms must be a number of milliseconds from 0 to 600000")
+    if not isinstance(rule.headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in rule.headers.items()
+    ):
+        raise TypeError("headers must be an object of strings")
+    re.compile(rule.path)
 
 
 class StandinState:
@@ -120,11 +141,16 @@ class StandinState:
 
     # -- faults -----------------------------------------------------------------------------
     def add_fault(self, **spec: Any) -> FaultRule:
-        allowed = {k: v for k, v in spec.items() if k in FaultRule.__dataclass_fields__}
+        """Add a rule; raise TypeError, ValueError or re.error for a malformed one, so a bad
+        rule is refused up front instead of breaking every later request."""
+        unknown = sorted(set(spec) - set(FaultRule.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown fields {', '.join(unknown)}")
+        allowed = dict(spec)
         allowed.pop("id", None)
         allowed.pop("hits", None)
         rule = FaultRule(**allowed)
-        re.compile(rule.path)
+        _check_fault(rule)
         with self.lock:
             rule.id = next(self._fault_ids)
             self.faults.append(rule)
@@ -266,14 +292,14 @@ def control_routes(state: StandinState) -> list[BaseRoute]:
 
     async def collection(request: Request) -> Response:
         name = request.path_params["name"]
-        with state.lock:
-            return JSONResponse({"records": list(state.table(name).values())})
+        with state.lock:  # reading must not create the collection
+            return JSONResponse({"records": list(state.collections.get(name, {}).values())})
 
     async def record(request: Request) -> Response:
         """GET a record as JSON; POST (JSON or a form's `json` field) merges fields into it."""
         name, rid = request.path_params["name"], request.path_params["rid"]
         with state.lock:
-            current = state.table(name).get(rid)
+            current = state.collections.get(name, {}).get(rid)
         if current is None:
             return JSONResponse({"error": "no such record"}, status_code=404)
         if request.method == "GET":
@@ -283,8 +309,7 @@ def control_routes(state: StandinState) -> list[BaseRoute]:
         )
         try:
             if is_form:
-                form = await request.form()
-                changes = json.loads(str(form.get("json", "")))
+                changes = json.loads(await _form_field(request, "json"))
             else:
                 changes = await request.json()
             if not isinstance(changes, dict):
@@ -340,9 +365,7 @@ def _render_page(state: StandinState) -> str:
     return "".join(parts)
 
 
-def build_app(
-    state: StandinState, routes: list[BaseRoute], error_body: ErrorBody
-) -> Starlette:
+def build_app(state: StandinState, routes: list[BaseRoute], error_body: ErrorBody) -> Starlette:
     """Assemble a stand-in: vendor routes, the control surface, fault injection."""
     app = Starlette(
         routes=[*control_routes(state), *routes],
@@ -350,6 +373,19 @@ def build_app(
     )
     app.state.standin = state
     return app
+
+
+async def _form_field(request: Request, name: str) -> str:
+    """One field of a posted form. The page's urlencoded forms are parsed here, since
+    Starlette's `request.form()` needs python-multipart, which is not a dependency."""
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        try:
+            text = (await request.body()).decode()
+        except UnicodeDecodeError as exc:
+            raise ValueError("the form is not UTF-8") from exc
+        return (parse_qs(text).get(name) or [""])[0]
+    form = await request.form()  # multipart/form-data
+    return str(form.get(name, ""))
 
 
 def bearer_token(request: Request) -> str | None:

@@ -107,9 +107,13 @@ class CheckLegalEntity(Step):
                 entity_ref=code,
                 connection_id=erp.pk,
             )
-        subsidiary = ctx.client(erp).get_subsidiary(subsidiary_id)
+        client = ctx.client(erp)
+        currencies = netsuite_mapping.currency_ids(
+            client.suiteql("SELECT id, symbol FROM currency")
+        )
+        subsidiary = client.get_subsidiary(subsidiary_id)
         canonical = netsuite_mapping.legal_entity_from_subsidiary(
-            subsidiary, code=code, region=entity.region
+            subsidiary, code=code, region=entity.region, currencies=currencies
         )
         if canonical.tax is None:
             raise StepError(
@@ -121,7 +125,11 @@ class CheckLegalEntity(Step):
                 connection_id=erp.pk,
                 details={"subsidiary_id": subsidiary_id, "subsidiary": canonical.name},
             )
-        return {"legal_entity": canonical.model_dump(mode="json"), "subsidiary_id": subsidiary_id}
+        return {
+            "legal_entity": canonical.model_dump(mode="json"),
+            "subsidiary_id": subsidiary_id,
+            "currency_ids": currencies,
+        }
 
 
 class EnsureErpCustomer(Step):
@@ -144,7 +152,7 @@ class EnsureErpCustomer(Step):
             return {"erp_customer_id": bound, "created": False}
         client = ctx.client(erp)
         external_id = f"TL-{customer.source_id}"
-        currency_ids = netsuite_mapping.currency_ids(client.list_records("currency"))
+        currency_ids = ctx.output("check_legal_entity")["currency_ids"]
         currency = customer.currency or opp.currency
         if currency not in currency_ids:
             raise StepError(
@@ -193,7 +201,7 @@ class ProvisionProject(Step):
         project = plan_project(opp, template)
         psa = ctx.connection(SystemKind.PSA)
         client = ctx.client(psa)
-        marker = f"[TL {project.key}]"
+        marker = kantata_mapping.make_marker(project.key)
         workspace = client.find_workspace_by_reference(project.key)
         referenced = workspace is not None
         created = False
@@ -201,9 +209,9 @@ class ProvisionProject(Step):
             workspace = client.find_workspace_by_marker(marker)
         if workspace is None:
             workspace = client.create_workspace(
-                kantata_mapping.workspace_from_project(project, marker=marker)
+                kantata_mapping.workspace_from_project(project, marker=marker), ref=project.key
             )
-            created = True
+            created = referenced = True
         workspace_id = kantata_mapping.project_ref(workspace)
         if not referenced:
             client.add_reference(workspace_id, project.key)
@@ -258,4 +266,10 @@ class WriteBackCrm(Step):
 class CreateServiceEngagement(Workflow):
     name = WORKFLOW
     title = "Create service engagement"
-    steps = [FetchDeal(), CheckLegalEntity(), EnsureErpCustomer(), ProvisionProject(), WriteBackCrm()]
+    steps = [
+        FetchDeal(),
+        CheckLegalEntity(),
+        EnsureErpCustomer(),
+        ProvisionProject(),
+        WriteBackCrm(),
+    ]

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -23,10 +22,16 @@ from exceptions import actions
 from exceptions.choices import ExceptionCode, ExceptionStatus
 from exceptions.models import IntegrationException
 from integrations.choices import RunStatus
+from integrations.connectors.registry import build_client
 from integrations.models import ApiCall, Connection, SyncRun
 from integrations.tasks import poll_closed_won_task
 
 pytestmark = [pytest.mark.e2e]
+DE_TAX_FIX = {
+    "taxRegistration": {
+        "items": [{"nexusCountry": {"id": "DE"}, "taxRegistrationNumber": "DE811234567"}]
+    }
+}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -114,11 +119,9 @@ def test_closed_won_deals_flow_through_a_real_worker(demo, worker):
     assert ApiCall.objects.filter(connection__vendor="netsuite").exists()
 
     # Finance fixes the subsidiary's tax registration in the ERP and retries.
-    fix = httpx.post(
-        f"{standins['netsuite'].url}/__standin__/records/subsidiary/3",
-        json=standins["netsuite"].state.tax_fix_for_demo(),
-    )
-    assert fix.status_code == 200
+    erp = Connection.objects.get(vendor="netsuite")
+    with build_client(erp) as client:
+        client.update_record("subsidiary", "3", DE_TAX_FIX)
     finance = User.objects.get(username="finance")
     actions.retry(tax, finance)
     wait_for(

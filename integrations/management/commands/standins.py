@@ -3,6 +3,7 @@ ports until interrupted. Each keeps its state in memory and starts from its seed
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -29,14 +30,14 @@ class Command(BaseCommand):
                 try:
                     running.append(start_standin(vendor, host=host, port=port))
                 except OSError as exc:
-                    raise CommandError(f"cannot serve the {vendor} stand-in on {port}: {exc}")
+                    raise CommandError(
+                        f"cannot serve the {vendor} stand-in on {port}: {exc}"
+                    ) from exc
                 self.stdout.write(f"{vendor} stand-in on {running[-1].url}")
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 stop.wait()
-            except KeyboardInterrupt:
-                pass
         finally:
             for standin in running:
                 standin.stop()

@@ -1,0 +1,508 @@
+"""The NetSuite SuiteTalk REST client: records, SuiteQL, async jobs and governance, over the
+shared `ConnectorHttpClient` (retries, error classification, telemetry).
+
+Vendor facts this client relies on, and where they come from (NetSuite Help Center unless
+said otherwise):
+- Create answers 204 No Content with the new record's URL in `Location` ("Creating a Record
+  Instance"): confirmed. The internal id is the last segment of that URL.
+- External ids are addressed as `eid:<externalId>` in the URL and may hold letters, digits,
+  `_` and `-` ("Using External IDs"): confirmed. Upsert is `PUT .../eid:<externalId>`.
+- Idempotency: `X-NetSuite-Idempotency-Key` with `Prefer: respond-async`; the answer is 202
+  with `Location: /services/rest/async/v1/job/{id}`; a repeated key answers 400 (title
+  "Conflict") with o:errorCode IDEMPOTENCY_ERROR and the earlier job in `Location` ("Sending
+  an Asynchronous Request Using an Idempotency Key"): confirmed. The job, its task and
+  `.../task/{id}/result` are read back ("Polling for the Status of a Completed Asynchronous
+  Request", "Getting the Result of an Executed Request"): confirmed. Not confirmed: that the
+  result of an async *create* replays 204 + Location (the documented example is a GET); this
+  client reads the id from the result's Location and otherwise raises ResponseShapeError.
+- Errors: `{type, title, status, "o:errorDetails": [{detail, "o:errorCode", "o:errorPath"?,
+  "o:urlPath"?, "o:errorHeader"?, "o:errorQueryParam"?}]}` ("Error Handling in REST Web
+  Services"): confirmed.
+- Concurrency: one account-wide limit shared by web services and RESTlets; RESTlets answer
+  400 SSS_REQUEST_LIMIT_EXCEEDED, SOAP answers ExceededConcurrentRequestLimitFault
+  (WS_REQUEST_BLOCKED) ("Errors Related to Concurrency Violations"): confirmed. The status of
+  a REST web services request over the limit is NOT confirmed: the AI Connector docs speak of
+  a "Too Many Requests" error, so the stand-in answers 429 CONCURRENCY_LIMIT_EXCEEDED; this
+  client treats 429, SSS_REQUEST_LIMIT_EXCEEDED, CONCURRENCY_LIMIT_EXCEEDED and any detail
+  saying "concurrent request limit" as RateLimitedError. Third-party reports
+  (julbrs/netsuite-api-client#26) say overflow can also surface as 401 "Invalid login
+  attempt"; that stays an AuthError after one token refresh, as it cannot be told apart.
+- `GET /services/rest/system/v1/governanceLimits` answers `{accountConcurrencyLimit,
+  accountUnallocatedConcurrencyLimit, integrationConcurrencyLimit?, integrationLimitType}`
+  ("GovernanceLimits Operation"): confirmed; results only for administrators.
+- SuiteQL: `POST /services/rest/query/v1/suiteql` with `{"q": ...}`, header `Prefer:
+  transient`, `limit` (max 1000) and `offset`; answers `{links, count, hasMore, offset,
+  totalResults, items}`. Column names come back lower-case. Not confirmed from a vendor
+  source (the stand-in reproduces it): datetime columns come back in the account's date
+  format without the time unless formatted, so poll with
+  `TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS')` and compare with `TO_TIMESTAMP(...)`;
+  NetSuite reads such literals in the user's time zone, the stand-in in UTC.
+- Record datetimes are ISO 8601 in UTC, e.g. 2017-07-21T17:32:28Z ("Using Datetime
+  Fields"): confirmed.
+- SuiteQL is a POST, so the shared client repeats it only when the vendor refused it outright
+  (429, 503, connection refused), not after a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from ..errors import (
+    ConflictError,
+    ConnectorError,
+    NotFoundError,
+    RateLimitedError,
+    ResponseShapeError,
+    TransientError,
+)
+from ..http import ConnectorHttpClient, VendorErrorDetail
+
+logger = logging.getLogger(__name__)
+
+RECORD_PREFIX = "/services/rest/record/v1"
+QUERY_PATH = "/services/rest/query/v1/suiteql"
+GOVERNANCE_PATH = "/services/rest/system/v1/governanceLimits"
+SERVICE_PREFIX = "/services/rest/"
+MAX_PAGE = 1000
+
+RATE_LIMIT_CODES = frozenset(
+    {"CONCURRENCY_LIMIT_EXCEEDED", "SSS_REQUEST_LIMIT_EXCEEDED", "WS_REQUEST_BLOCKED"}
+)
+CONFLICT_CODES = frozenset({"DUP_ENTITY", "DUP_RCRD", "RCRD_HAS_BEEN_CHANGED"})
+RECORD_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
+RECORD_ID = re.compile(r"^(\d{1,18}|eid:[A-Za-z0-9_\-]{1,255})$")
+
+
+class IdempotencyConflictError(ConflictError):
+    """A write reused an idempotency key; `job_path` names the earlier request's async job."""
+
+    def __init__(self, message: str, *, job_path: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.job_path = job_path
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "job_path": self.job_path}
+
+
+def service_path(location: str | None) -> str | None:
+    """The path of a NetSuite URL (absolute or relative) if it is a REST services path.
+
+    Only the path is kept: a Location header is vendor data and must never send our bearer
+    token to another host.
+    """
+    if not location or not isinstance(location, str):
+        return None
+    path = urlsplit(location.strip()).path
+    if not path.startswith(SERVICE_PREFIX) or ".." in path:
+        return None
+    return path
+
+
+class NetSuiteClient(ConnectorHttpClient):
+    """SuiteTalk REST web services for one account."""
+
+    idempotency_header = "X-NetSuite-Idempotency-Key"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        page_size: int = MAX_PAGE,
+        job_poll_interval: float = 0.5,
+        job_poll_attempts: int = 60,
+        **kw: Any,
+    ) -> None:
+        super().__init__(base_url, **kw)
+        self.page_size = max(1, min(page_size, MAX_PAGE))
+        self.job_poll_interval = job_poll_interval
+        self.job_poll_attempts = max(1, job_poll_attempts)
+
+    # -- vendor hooks -------------------------------------------------------------------
+    def describe_error(self, response: httpx.Response) -> VendorErrorDetail:
+        try:
+            body = response.json()
+        except ValueError:
+            return VendorErrorDetail(response.text[:500] or response.reason_phrase)
+        if not isinstance(body, dict):
+            return VendorErrorDetail(str(body)[:500])
+        details = body.get("o:errorDetails")
+        messages: list[str] = []
+        code: str | None = None
+        field: str | None = None
+        if isinstance(details, list):
+            for item in details:
+                if not isinstance(item, dict):
+                    continue
+                text = item.get("detail")
+                if isinstance(text, str) and text:
+                    messages.append(text)
+                item_code = item.get("o:errorCode")
+                if code is None and isinstance(item_code, str) and item_code:
+                    code = item_code
+                if field is None:
+                    for key in ("o:errorPath", "o:errorQueryParam", "o:errorHeader"):
+                        value = item.get(key)
+                        if isinstance(value, str) and value:
+                            field = value
+                            break
+        if not messages:
+            for key in ("title", "error_description", "error", "message"):
+                value = body.get(key)
+                if isinstance(value, str) and value:
+                    messages.append(value)
+                    break
+        if code is None and isinstance(body.get("error"), str):
+            code = body["error"]
+        message = "; ".join(messages) or response.reason_phrase or f"HTTP {response.status_code}"
+        return VendorErrorDetail(message[:500], code, field)
+
+    def error_class(
+        self, response: httpx.Response, detail: VendorErrorDetail
+    ) -> type[ConnectorError]:
+        code = (detail.code or "").upper()
+        if code == "IDEMPOTENCY_ERROR":
+            return IdempotencyConflictError
+        if (
+            code in RATE_LIMIT_CODES
+            or response.status_code == 429
+            or "concurrent request limit" in detail.message.lower()
+        ):
+            return RateLimitedError
+        if code in CONFLICT_CODES:
+            return ConflictError
+        return super().error_class(response, detail)
+
+    def _error_from(self, response: httpx.Response, operation: str) -> ConnectorError:
+        error = super()._error_from(response, operation)
+        if isinstance(error, IdempotencyConflictError):
+            error.job_path = service_path(response.headers.get("Location"))
+        return error
+
+    # -- records ------------------------------------------------------------------------
+    def get_record(self, record_type: str, record_id: str, expand: bool = False) -> dict[str, Any]:
+        """One record by internal id or `eid:<externalId>`; `expand` inlines sublists."""
+        params = {"expandSubResources": "true"} if expand else None
+        body = self.get_json(
+            _record_path(record_type, record_id),
+            operation=f"netsuite.{record_type}.get",
+            params=params,
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str | int):
+            raise ResponseShapeError(
+                f"{record_type} {record_id}: expected a record object with an id",
+                body=_excerpt(body),
+                operation=f"netsuite.{record_type}.get",
+            )
+        return body
+
+    def find_by_external_id(self, record_type: str, external_id: str) -> dict[str, Any] | None:
+        """The record with this external id, or None when there is none."""
+        _check_external_id(external_id)
+        try:
+            return self.get_record(record_type, f"eid:{external_id}")
+        except NotFoundError:
+            return None
+
+    def list_records(self, record_type: str) -> Iterator[dict[str, Any]]:
+        """Every `{id, links}` item of a record type, following `limit`/`offset` pages."""
+        yield from self._pages(
+            "GET",
+            _record_path(record_type),
+            operation=f"netsuite.{record_type}.list",
+        )
+
+    def create_record(
+        self, record_type: str, body: dict[str, Any], idempotency_key: str | None = None
+    ) -> str:
+        """Create a record and return its internal id.
+
+        With an idempotency key the request is sent asynchronously (NetSuite honours keys
+        only then) and the id is read from the finished job. Sending the same key again,
+        from a retry or a re-run workflow step, returns the id the first request created
+        instead of creating another record.
+        """
+        operation = f"netsuite.{record_type}.create"
+        path = _record_path(record_type)
+        if idempotency_key is None:
+            response = self.request("POST", path, operation=operation, json=body)
+            return _id_from_location(response, record_type, operation)
+        response = self._async_write("POST", path, operation, body, idempotency_key)
+        return _id_from_location(response, record_type, operation)
+
+    def update_record(
+        self,
+        record_type: str,
+        record_id: str,
+        body: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        replace: Iterable[str] = (),
+    ) -> None:
+        """PATCH a record. Sublist lines with an `id` are updated, lines without are added;
+        sublists named in `replace` are replaced as a whole."""
+        operation = f"netsuite.{record_type}.update"
+        path = _record_path(record_type, record_id)
+        params = _replace_params(replace)
+        if idempotency_key is None:
+            self.request("PATCH", path, operation=operation, json=body, params=params)
+            return
+        self._async_write("PATCH", path, operation, body, idempotency_key, params=params)
+
+    def upsert_by_external_id(
+        self,
+        record_type: str,
+        external_id: str,
+        body: dict[str, Any],
+        *,
+        replace: Iterable[str] = (),
+    ) -> str:
+        """Create or update the record keyed by `external_id`; return its internal id.
+
+        PUT is idempotent, so the shared client may repeat it safely after a timeout or 5xx.
+        """
+        _check_external_id(external_id)
+        operation = f"netsuite.{record_type}.upsert"
+        payload = {k: v for k, v in body.items() if k != "externalId"}
+        response = self.request(
+            "PUT",
+            _record_path(record_type, f"eid:{external_id}"),
+            operation=operation,
+            json=payload,
+            params=_replace_params(replace),
+        )
+        if response.headers.get("Location"):
+            return _id_from_location(response, record_type, operation)
+        record = self.find_by_external_id(record_type, external_id)
+        if record is None:
+            raise ResponseShapeError(
+                f"upsert of {record_type} eid:{external_id} succeeded but the record is absent",
+                status=response.status_code,
+                operation=operation,
+            )
+        return str(record["id"])
+
+    def delete_record(self, record_type: str, record_id: str) -> bool:
+        """Delete a record; False when it did not exist (a retried delete is not an error)."""
+        try:
+            self.request(
+                "DELETE",
+                _record_path(record_type, record_id),
+                operation=f"netsuite.{record_type}.delete",
+            )
+        except NotFoundError:
+            return False
+        return True
+
+    def get_subsidiary(self, subsidiary_id: str) -> dict[str, Any]:
+        """A subsidiary with its sublists expanded (the taxRegistration lines included)."""
+        return self.get_record("subsidiary", subsidiary_id, expand=True)
+
+    # -- query and system ---------------------------------------------------------------
+    def suiteql(self, query: str) -> Iterator[dict[str, Any]]:
+        """Every row of a SuiteQL query (column names lower-case), following pages."""
+        for row in self._pages(
+            "POST",
+            QUERY_PATH,
+            operation="netsuite.suiteql",
+            json={"q": query},
+            headers={"Prefer": "transient"},
+            need_id=False,
+        ):
+            yield {k: v for k, v in row.items() if k != "links"}
+
+    def governance_limits(self) -> dict[str, Any]:
+        """The account's concurrency limits (administrator roles only)."""
+        body = self.get_json(GOVERNANCE_PATH, operation="netsuite.governance_limits")
+        if not isinstance(body, dict) or not isinstance(body.get("accountConcurrencyLimit"), int):
+            raise ResponseShapeError(
+                "governanceLimits answered without accountConcurrencyLimit",
+                body=_excerpt(body),
+                operation="netsuite.governance_limits",
+            )
+        return body
+
+    # -- internals ----------------------------------------------------------------------
+    def _pages(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        need_id: bool = True,
+    ) -> Iterator[dict[str, Any]]:
+        offset = 0
+        limit = self.page_size
+        while True:
+            response = self.request(
+                method,
+                path,
+                operation=operation,
+                params={"limit": limit, "offset": offset},
+                json=json,
+                headers=headers,
+            )
+            body = self.decode(response, operation)
+            items = body.get("items") if isinstance(body, dict) else None
+            has_more = body.get("hasMore") if isinstance(body, dict) else None
+            if not isinstance(items, list) or not isinstance(has_more, bool):
+                raise ResponseShapeError(
+                    "expected a page with items and hasMore",
+                    status=response.status_code,
+                    body=_excerpt(body),
+                    operation=operation,
+                )
+            for item in items:
+                if not isinstance(item, dict) or (
+                    need_id and not isinstance(item.get("id"), str | int)
+                ):
+                    raise ResponseShapeError(
+                        "a page item is not an object with an id",
+                        status=response.status_code,
+                        body=_excerpt(item),
+                        operation=operation,
+                    )
+                yield item
+            if not has_more:
+                return
+            if not items:
+                raise ResponseShapeError(
+                    "hasMore is true on an empty page",
+                    status=response.status_code,
+                    body=_excerpt(body),
+                    operation=operation,
+                )
+            offset += len(items)
+
+    def _async_write(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        body: dict[str, Any],
+        idempotency_key: str,
+        *,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a keyed write with respond-async and return the finished task's result."""
+        try:
+            response = self.request(
+                method,
+                path,
+                operation=operation,
+                json=body,
+                params=params,
+                headers={"Prefer": "respond-async"},
+                idempotency_key=idempotency_key,
+            )
+        except IdempotencyConflictError as exc:
+            if exc.job_path is None:
+                raise
+            logger.info(
+                "netsuite %s: key %s was used before; reading job %s",
+                operation,
+                idempotency_key,
+                exc.job_path,
+            )
+            return self._job_result(exc.job_path, operation)
+        if response.status_code != 202:
+            return response  # processed synchronously
+        job_path = service_path(response.headers.get("Location"))
+        if job_path is None:
+            raise ResponseShapeError(
+                "202 Accepted without an async job Location",
+                status=202,
+                operation=operation,
+            )
+        return self._job_result(job_path, operation)
+
+    def _job_result(self, job_path: str, operation: str) -> httpx.Response:
+        """Wait for an async job, then fetch its (single) task's result.
+
+        A failed task's result is the original error, raised here as its ConnectorError.
+        """
+        for attempt in range(self.job_poll_attempts):
+            job = self.get_json(job_path, operation=f"{operation}.job")
+            if not isinstance(job, dict) or not isinstance(job.get("completed"), bool):
+                raise ResponseShapeError(
+                    "async job answered without `completed`",
+                    body=_excerpt(job),
+                    operation=f"{operation}.job",
+                )
+            if job["completed"]:
+                break
+            if attempt + 1 < self.job_poll_attempts:
+                self._sleep(self.job_poll_interval)
+        else:
+            raise TransientError(
+                f"async job {job_path} did not complete in time", operation=f"{operation}.job"
+            )
+        tasks = self.get_json(f"{job_path}/task", operation=f"{operation}.job")
+        items = tasks.get("items") if isinstance(tasks, dict) else None
+        task_path = None
+        if isinstance(items, list) and items and isinstance(items[0], dict):
+            for link in items[0].get("links") or []:
+                if isinstance(link, dict) and link.get("rel") == "self":
+                    task_path = service_path(link.get("href"))
+        if task_path is None or not task_path.startswith(f"{job_path}/task/"):
+            raise ResponseShapeError(
+                "async job has no readable task",
+                body=_excerpt(tasks),
+                operation=f"{operation}.job",
+            )
+        return self.request("GET", f"{task_path}/result", operation=f"{operation}.result")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _record_path(record_type: str, record_id: str | None = None) -> str:
+    if not RECORD_TYPE.fullmatch(record_type):
+        raise ValueError(f"not a NetSuite record type: {record_type!r}")
+    path = f"{RECORD_PREFIX}/{record_type}"
+    if record_id is None:
+        return path
+    record_id = str(record_id)
+    if not RECORD_ID.fullmatch(record_id):
+        raise ValueError(f"not a NetSuite internal id or eid:<externalId>: {record_id!r}")
+    return f"{path}/{quote(record_id, safe=':')}"
+
+
+def _check_external_id(external_id: str) -> None:
+    if not isinstance(external_id, str) or not EXTERNAL_ID.fullmatch(external_id):
+        raise ValueError(
+            "a NetSuite external id holds only letters, digits, '_' and '-' (1-255 characters)"
+        )
+
+
+def _replace_params(replace: Iterable[str]) -> dict[str, str] | None:
+    names = [name for name in replace if name]
+    return {"replace": ",".join(names)} if names else None
+
+
+def _id_from_location(response: httpx.Response, record_type: str, operation: str) -> str:
+    path = service_path(response.headers.get("Location"))
+    match = (
+        re.fullmatch(rf"{RECORD_PREFIX}/{re.escape(record_type)}/(\d+)", path, re.IGNORECASE)
+        if path
+        else None
+    )
+    if match is None:
+        raise ResponseShapeError(
+            f"expected a Location naming the {record_type} record",
+            status=response.status_code,
+            body={"Location": response.headers.get("Location")},
+            operation=operation,
+        )
+    return match.group(1)
+
+
+def _excerpt(body: Any) -> Any:
+    text = repr(body)
+    return body if len(text) <= 2000 else text[:2000]

@@ -1,0 +1,1350 @@
+"""Salesforce stand-in: a local copy of the Salesforce REST API for tests and the demo.
+
+It serves Salesforce's real paths, handshake, envelopes, headers and error bodies:
+
+* `POST /services/oauth2/token` - OAuth 2.0 JWT bearer flow (`grant_type=urn:ietf:params:
+  oauth:grant-type:jwt-bearer`, `assertion` = RS256 JWT with iss = consumer key, sub =
+  username, aud = https://login.salesforce.com, https://test.salesforce.com or this stand-in's
+  own base URL, exp at most ~3 minutes ahead). The signature is checked with the trusted key
+  for the consumer key: `trusted_keys[consumer_key]`, else the file
+  `$STANDIN_KEYS_DIR/salesforce/<consumer key>.pem` (default dir `var/standin-keys`; a PEM
+  public key or certificate, like the certificate uploaded to a connected app). Errors answer
+  400 `{"error", "error_description"}`: `invalid_client_id` (unknown consumer key),
+  `invalid_grant` (bad signature, audience, expiry or user), `unsupported_grant_type`.
+  The answer carries `instance_url` = this stand-in's base URL (or `state.instance_url`).
+* `GET /services/data/` - API versions (no auth, not counted).
+* `GET /services/data/vNN.N/limits` - `DailyApiRequests {Max, Remaining}`.
+* `GET /services/data/vNN.N/query?q=SOQL` and `GET .../query/{locator}` - see "SOQL".
+* `GET|PATCH|DELETE /services/data/vNN.N/sobjects/{Object}/{Id}` (GET takes `?fields=`),
+  `POST .../sobjects/{Object}` (201 `{id, success, errors}`), and
+  `GET|PATCH .../sobjects/{Object}/{ExtIdField}/{value}` - upsert: 201 created, 200 updated,
+  300 with the list of matching record URLs when several match, `?updateOnly=true` answers 404
+  instead of creating; Id or the external-id field in the body answers 400.
+
+Every authenticated answer carries `Sforce-Limit-Info: api-usage=N/LIMIT`; past the daily
+limit it is 403 `REQUEST_LIMIT_EXCEEDED`. No, bad, revoked or expired token: 401
+`INVALID_SESSION_ID`. Error bodies are arrays of `{message, errorCode[, fields]}`.
+
+SOQL: an honest subset - `SELECT f, Parent.f, ... FROM Object [WHERE cmp AND cmp ...]
+[ORDER BY f [ASC|DESC] [NULLS FIRST|LAST]] [LIMIT n]`, comparisons `= != <> < > <= >=` and
+`IN (...)` against string, number, true/false, null, date (`2026-11-26`) and datetime
+(`2026-11-26T10:00:00Z`) literals, type-checked against the field like Salesforce does (a
+quoted datetime is an error). Parent fields (`Account.Name`) resolve through `AccountId`.
+Field and object names are case-insensitive, string `=` is case-insensitive, 15-char ids
+match their 18-char form. Anything else (OR, NOT, LIKE, functions, sub-queries, date
+literals such as TODAY) answers 400 `MALFORMED_QUERY`. Pages hold `state.page_size` records
+(200 by default); `nextRecordsUrl` is `/services/data/vNN.N/query/01g...-<offset>`.
+
+Records: `Id` (18-char ids, key prefixes 001 Account, 003 Contact, 006 Opportunity; 15-char
+forms are accepted), `CreatedDate`, `LastModifiedDate`, `SystemModstamp` (second precision,
+`2026-11-25T10:22:00.000+0000`) stamped on every write - also on edits through the
+`/__standin__/records/...` control surface, so the demo can "close" a deal by hand. Setting
+an Opportunity's `StageName` to "Closed Won" sets IsClosed and IsWon, "Closed Lost" IsClosed
+only, any other stage neither. Writable custom fields: `VAT_Number__c` (Account),
+`Legal_Entity__c`, `Project_Template__c`, `Throughline_ERP_Customer_Id__c`,
+`Throughline_PSA_Project_Id__c` (Opportunity) and `Throughline_Key__c` (all three; an external
+id, not unique, for upserts; `Throughline_PSA_Project_Id__c` is an external id too).
+Active currencies: GBP (corporate), USD, EUR.
+
+Seed (ids are fixed; timestamps lie a day before the last reset, one minute apart; won
+deals closed four days before it, open ones close 44 days after it):
+
+    Account  0015g00000Tl001AAB  Northwind Consulting Ltd   London     GB  GBP  GB123456789
+    Account  0015g00000Tl002AAB  Globex Corporation         Springfield US USD  US-94-1234567
+    Account  0015g00000Tl003AAB  Initech GmbH               Berlin     DE  EUR  DE811907980
+    Account  0015g00000Tl004AAB  Umbrella Advisory LLC      Raccoon City US USD (none)
+    Account  0015g00000Tl005AAB  Contoso Partners Ltd       Manchester GB  GBP  GB987654321
+    Contact  0035g00000Tl001AAB .. 0035g00000Tl005AAB, one per account, same order
+    Opportunity (Legal_Entity__c, Project_Template__c; ERP/PSA id fields null):
+      0065g00000Tl001AAB  Northwind  Finance transformation  Closed Won 120000.00 GBP UK01 FIXED-3
+      0065g00000Tl002AAB  Globex     ERP rollout phase 1     Closed Won 250000.00 USD US01 TM-STD
+      0065g00000Tl003AAB  Initech    Cloud migration         Closed Won  90000.00 EUR DE01 FIXED-3
+      0065g00000Tl004AAB  Umbrella   Audit readiness         Closed Won  45000.00 USD US01 LEGACY-X
+      0065g00000Tl005AAB  Contoso    Data platform     Negotiation/Review 180000.00 GBP UK01 FIXED-3
+      0065g00000Tl006AAB  Globex     Support retainer        Prospecting 60000.00 USD US01 TM-STD
+
+(c) is the demo's Finance failure (DE01's ERP subsidiary has no tax registration), (d) the
+PMO failure (no project template LEGACY-X). The trusted demo consumer key is
+"throughline-demo-consumer-key" for user "integration@throughline.demo".
+
+The control surface of `common.build_app` applies (`/__standin__/faults`, `/calls`, `/reset`,
+`/revoke-tokens`, `/records/{Account|Contact|Opportunity}[/{id}]`); faults answer with the
+Salesforce error array unless the rule gives a body.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .common import StandinState, bearer_token, build_app, json_body
+
+logger = logging.getLogger(__name__)
+
+VENDOR = "salesforce"
+DEMO_CONSUMER_KEY = "throughline-demo-consumer-key"
+DEMO_USERNAME = "integration@throughline.demo"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+LOGIN_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
+#: the furthest in the future a JWT's exp may lie (Salesforce wants about 3 minutes)
+MAX_ASSERTION_LIFETIME = 300
+CORPORATE_CURRENCY = "GBP"
+ACTIVE_CURRENCIES = frozenset({"GBP", "USD", "EUR"})
+
+API_VERSIONS: tuple[tuple[str, str], ...] = (
+    ("58.0", "Summer '23"),
+    ("59.0", "Winter '24"),
+    ("60.0", "Spring '24"),
+    ("61.0", "Summer '24"),
+    ("62.0", "Winter '25"),
+    ("63.0", "Spring '25"),
+    ("64.0", "Summer '25"),
+)
+SUPPORTED_VERSIONS = frozenset(f"v{v}" for v, _ in API_VERSIONS)
+
+# -- object model -------------------------------------------------------------------------
+
+TIMESTAMP_FIELDS = ("CreatedDate", "LastModifiedDate", "SystemModstamp")
+
+#: field -> type; types: id, string, currency, date, datetime, boolean, reference,
+#: currency_code
+SOBJECTS: dict[str, dict[str, str]] = {
+    "Account": {
+        "Id": "id",
+        "Name": "string",
+        "BillingCity": "string",
+        "BillingCountry": "string",
+        "VAT_Number__c": "string",
+        "CurrencyIsoCode": "currency_code",
+        "Throughline_Key__c": "string",
+        "CreatedDate": "datetime",
+        "LastModifiedDate": "datetime",
+        "SystemModstamp": "datetime",
+    },
+    "Contact": {
+        "Id": "id",
+        "FirstName": "string",
+        "LastName": "string",
+        "Email": "string",
+        "Phone": "string",
+        "AccountId": "reference",
+        "CurrencyIsoCode": "currency_code",
+        "Throughline_Key__c": "string",
+        "CreatedDate": "datetime",
+        "LastModifiedDate": "datetime",
+        "SystemModstamp": "datetime",
+    },
+    "Opportunity": {
+        "Id": "id",
+        "Name": "string",
+        "StageName": "string",
+        "IsClosed": "boolean",
+        "IsWon": "boolean",
+        "Amount": "currency",
+        "CloseDate": "date",
+        "CurrencyIsoCode": "currency_code",
+        "AccountId": "reference",
+        "Legal_Entity__c": "string",
+        "Project_Template__c": "string",
+        "Throughline_ERP_Customer_Id__c": "string",
+        "Throughline_PSA_Project_Id__c": "string",
+        "Throughline_Key__c": "string",
+        "CreatedDate": "datetime",
+        "LastModifiedDate": "datetime",
+        "SystemModstamp": "datetime",
+    },
+}
+KEY_PREFIXES = {"Account": "001", "Contact": "003", "Opportunity": "006"}
+READ_ONLY_FIELDS = frozenset({"Id", "IsClosed", "IsWon", *TIMESTAMP_FIELDS})
+REQUIRED_FIELDS = {
+    "Account": ("Name",),
+    "Contact": ("LastName",),
+    "Opportunity": ("Name", "StageName", "CloseDate"),
+}
+EXTERNAL_ID_FIELDS = {
+    "Account": frozenset({"Throughline_Key__c"}),
+    "Contact": frozenset({"Throughline_Key__c"}),
+    "Opportunity": frozenset({"Throughline_Key__c", "Throughline_PSA_Project_Id__c"}),
+}
+#: object -> relationship name -> (foreign key field, parent object)
+RELATIONSHIPS = {
+    "Contact": {"Account": ("AccountId", "Account")},
+    "Opportunity": {"Account": ("AccountId", "Account")},
+}
+REFERENCE_TARGETS = {"AccountId": "Account"}
+
+
+# -- ids and timestamps -------------------------------------------------------------------
+
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_ID15 = re.compile(r"^[A-Za-z0-9]{15}$")
+_ID18 = re.compile(r"^[A-Za-z0-9]{18}$")
+
+
+def id18(id15: str) -> str:
+    """Salesforce's case-safe 18-char id: three suffix chars encode which chars are upper."""
+    suffix = ""
+    for chunk in range(3):
+        bits = 0
+        for i, char in enumerate(id15[chunk * 5 : chunk * 5 + 5]):
+            if "A" <= char <= "Z":
+                bits |= 1 << i
+        suffix += _ID_SUFFIX[bits]
+    return id15 + suffix
+
+
+def normalize_id(value: str) -> str | None:
+    """The 18-char form of a 15- or 18-char id, or None when it is not id-shaped."""
+    if _ID15.match(value):
+        return id18(value)
+    if _ID18.match(value):
+        return id18(value[:15])
+    return None
+
+
+def make_id(prefix: str, number: int) -> str:
+    """A deterministic 18-char id: key prefix, pod "5g", and the number in base 62."""
+    digits = ""
+    while True:
+        number, rem = divmod(number, 62)
+        digits = _BASE62[rem] + digits
+        if number == 0:
+            break
+    return id18(f"{prefix}5g00000Tl{digits.rjust(3, '0')}")
+
+
+def format_datetime(value: datetime) -> str:
+    """Salesforce's datetime format: `2026-11-25T10:22:00.000+0000` (UTC, whole seconds)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def parse_datetime(value: str) -> datetime:
+    """Parse a Salesforce or SOQL datetime (`...Z`, `+0000`, `+00:00`, optional millis)."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    match = re.match(r"^(.*[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?)([+-])(\d{2}):?(\d{2})$", text)
+    if match:
+        text = f"{match.group(1)}{match.group(2)}{match.group(3)}:{match.group(4)}"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError(f"datetime without offset: {value!r}")
+    return parsed.astimezone(UTC)
+
+
+class SObjectRecord(dict):
+    """A stored record. `update()` - used by the API and by the control surface alike -
+    stamps LastModifiedDate/SystemModstamp and re-derives Opportunity IsClosed/IsWon."""
+
+    def __init__(self, sobject: str, clock: Callable[[], datetime], data: dict[str, Any]):
+        super().__init__(data)
+        self.sobject = sobject
+        self._clock = clock
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        changes = dict(*args, **kwargs)
+        super().update(changes)
+        if "SystemModstamp" not in changes:
+            stamp = format_datetime(self._clock())
+            super().update({"LastModifiedDate": stamp, "SystemModstamp": stamp})
+        self.derive()
+
+    def derive(self) -> None:
+        if self.sobject == "Opportunity":
+            stage = self.get("StageName")
+            super().update({"IsClosed": stage in ("Closed Won", "Closed Lost")})
+            super().update({"IsWon": stage == "Closed Won"})
+
+
+# -- state --------------------------------------------------------------------------------
+
+
+class SalesforceState(StandinState):
+    """One Salesforce org: Accounts, Contacts, Opportunities, tokens, query cursors."""
+
+    vendor = VENDOR
+
+    def __init__(
+        self,
+        *,
+        trusted_keys: dict[str, str] | None = None,
+        usernames: set[str] | frozenset[str] | None = None,
+        daily_limit: int = 15_000,
+        page_size: int = 200,
+        token_lifetime: float = 7200.0,
+        instance_url: str | None = None,
+        keys_dir: str | os.PathLike[str] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.trusted_keys = dict(trusted_keys or {})
+        self.usernames = set(usernames) if usernames is not None else {DEMO_USERNAME}
+        self.page_size = page_size
+        self.token_lifetime = token_lifetime
+        self.instance_url = instance_url.rstrip("/") if instance_url else None
+        self.keys_dir = keys_dir
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.org_id = make_id("00D", 1)
+        self.user_id = make_id("005", 1)
+        self._signing_secret = secrets.token_bytes(32)
+        super().__init__(daily_limit=daily_limit)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def reset(self) -> None:
+        with self.lock:
+            self.cursors: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+            self._sequences: dict[str, int] = {}
+            super().reset()
+
+    def now(self) -> datetime:
+        return self.clock().astimezone(UTC).replace(microsecond=0)
+
+    def seed(self) -> None:
+        base = self.now() - timedelta(days=1)
+        minute = iter(range(1000))
+
+        def add(sobject: str, fields: dict[str, Any]) -> str:
+            stamp = format_datetime(base + timedelta(minutes=next(minute)))
+            record = {name: None for name in SOBJECTS[sobject]}
+            record.update(fields)
+            record.update({"Id": self.new_id(sobject)})
+            record.update({name: stamp for name in TIMESTAMP_FIELDS})
+            stored = SObjectRecord(sobject, self.now, record)
+            stored.derive()
+            self.table(sobject)[record["Id"]] = stored
+            return record["Id"]
+
+        accounts = [
+            ("Northwind Consulting Ltd", "London", "GB", "GB123456789", "GBP"),
+            ("Globex Corporation", "Springfield", "US", "US-94-1234567", "USD"),
+            ("Initech GmbH", "Berlin", "DE", "DE811907980", "EUR"),
+            ("Umbrella Advisory LLC", "Raccoon City", "US", None, "USD"),
+            ("Contoso Partners Ltd", "Manchester", "GB", "GB987654321", "GBP"),
+        ]
+        account_ids = [
+            add(
+                "Account",
+                {
+                    "Name": name,
+                    "BillingCity": city,
+                    "BillingCountry": country,
+                    "VAT_Number__c": vat,
+                    "CurrencyIsoCode": currency,
+                },
+            )
+            for name, city, country, vat, currency in accounts
+        ]
+        contacts = [
+            ("Ada", "Whitmore", "ada.whitmore@northwind.example"),
+            ("Hank", "Scorpio", "hank.scorpio@globex.example"),
+            ("Bill", "Lumbergh", "bill.lumbergh@initech.example"),
+            ("Alice", "Abernathy", "alice.abernathy@umbrella.example"),
+            ("Priya", "Raman", "priya.raman@contoso.example"),
+        ]
+        for account_id, (first, last, email), (_, _, _, _, currency) in zip(
+            account_ids, contacts, accounts, strict=True
+        ):
+            add(
+                "Contact",
+                {
+                    "FirstName": first,
+                    "LastName": last,
+                    "Email": email,
+                    "AccountId": account_id,
+                    "CurrencyIsoCode": currency,
+                },
+            )
+        close = (base - timedelta(days=3)).date().isoformat()
+        later = (base + timedelta(days=45)).date().isoformat()
+        opportunities = [
+            (0, "Finance transformation", "Closed Won", 120000.00, "GBP", "UK01", "FIXED-3", close),
+            (1, "ERP rollout phase 1", "Closed Won", 250000.00, "USD", "US01", "TM-STD", close),
+            (2, "Cloud migration", "Closed Won", 90000.00, "EUR", "DE01", "FIXED-3", close),
+            (3, "Audit readiness", "Closed Won", 45000.00, "USD", "US01", "LEGACY-X", close),
+            (4, "Data platform", "Negotiation/Review", 180000.00, "GBP", "UK01", "FIXED-3", later),
+            (1, "Support retainer", "Prospecting", 60000.00, "USD", "US01", "TM-STD", later),
+        ]
+        for account, name, stage, amount, currency, entity, template, close_date in opportunities:
+            add(
+                "Opportunity",
+                {
+                    "Name": name,
+                    "StageName": stage,
+                    "Amount": amount,
+                    "CloseDate": close_date,
+                    "CurrencyIsoCode": currency,
+                    "AccountId": account_ids[account],
+                    "Legal_Entity__c": entity,
+                    "Project_Template__c": template,
+                },
+            )
+
+    # -- records --------------------------------------------------------------------------
+    def new_id(self, sobject: str) -> str:
+        with self.lock:
+            number = self._sequences.get(sobject, 0) + 1
+            self._sequences[sobject] = number
+        return make_id(KEY_PREFIXES[sobject], number)
+
+    def new_record(self, sobject: str, fields: dict[str, Any]) -> SObjectRecord:
+        stamp = format_datetime(self.now())
+        data = {name: None for name in SOBJECTS[sobject]}
+        if "CurrencyIsoCode" in data:
+            data["CurrencyIsoCode"] = CORPORATE_CURRENCY
+        data.update(fields)
+        data.update({"Id": self.new_id(sobject)})
+        data.update({name: stamp for name in TIMESTAMP_FIELDS})
+        record = SObjectRecord(sobject, self.now, data)
+        record.derive()
+        with self.lock:
+            self.table(sobject)[record["Id"]] = record
+        return record
+
+    # -- auth -----------------------------------------------------------------------------
+    def public_key_pem(self, key_id: str) -> str | None:
+        """The trusted PEM (public key or certificate) for a consumer key, if any."""
+        if key_id in self.trusted_keys:
+            return self.trusted_keys[key_id]
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", key_id) or key_id.startswith("."):
+            return None
+        directory = Path(self.keys_dir or os.environ.get("STANDIN_KEYS_DIR", "var/standin-keys"))
+        path = directory / VENDOR / f"{key_id}.pem"
+        try:
+            return path.read_text()
+        except OSError:
+            return None
+
+    def sign(self, identity_url: str, issued_at: str) -> str:
+        digest = hmac.new(
+            self._signing_secret, (identity_url + issued_at).encode(), hashlib.sha256
+        ).digest()
+        return base64.b64encode(digest).decode()
+
+    # -- query cursors --------------------------------------------------------------------
+    def store_cursor(self, rows: list[dict[str, Any]]) -> str:
+        with self.lock:
+            cursor = make_id("01g", 1000 + self.next_number())
+            self.cursors[cursor] = rows
+            while len(self.cursors) > 50:
+                self.cursors.popitem(last=False)
+        return cursor
+
+
+# -- error answers ------------------------------------------------------------------------
+
+_DEFAULT_CODES = {
+    300: "MULTIPLE_CHOICES",
+    400: "BAD_REQUEST",
+    401: "INVALID_SESSION_ID",
+    403: "REQUEST_LIMIT_EXCEEDED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    500: "UNKNOWN_EXCEPTION",
+    503: "SERVER_UNAVAILABLE",
+}
+
+
+def error_body(status: int, code: str, message: str) -> list[dict[str, Any]]:
+    """Salesforce's REST error shape: a JSON array of `{message, errorCode}`."""
+    return [{"message": message, "errorCode": code or _DEFAULT_CODES.get(status, "UNKNOWN")}]
+
+
+class SalesforceApiError(Exception):
+    """Raised inside handlers; becomes the Salesforce error array."""
+
+    def __init__(
+        self, status: int, code: str, message: str, fields: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields
+
+    def response(self) -> JSONResponse:
+        item: dict[str, Any] = {"message": self.message, "errorCode": self.code}
+        if self.fields is not None:
+            item["fields"] = self.fields
+        return JSONResponse([item], status_code=self.status)
+
+
+def _not_found() -> SalesforceApiError:
+    return SalesforceApiError(404, "NOT_FOUND", "The requested resource does not exist")
+
+
+def _oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description}, status_code=status)
+
+
+# -- SOQL subset --------------------------------------------------------------------------
+
+
+class SoqlError(SalesforceApiError):
+    def __init__(self, message: str, code: str = "MALFORMED_QUERY") -> None:
+        super().__init__(400, code, message)
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+    |(?P<string>'(?:[^'\\]|\\.)*')
+    |(?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:?\d{2}))
+    |(?P<date>\d{4}-\d{2}-\d{2})
+    |(?P<number>-?\d+(?:\.\d+)?)
+    |(?P<op>!=|<>|<=|>=|=|<|>)
+    |(?P<punct>[,()])
+    |(?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_ESCAPES = {"'": "'", '"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
+_UNSUPPORTED = frozenset(
+    {"OR", "NOT", "LIKE", "INCLUDES", "EXCLUDES", "GROUP", "HAVING", "OFFSET", "WITH", "FOR",
+     "TYPEOF", "USING", "SCOPE", "ROLLUP", "CUBE", "FORMAT"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SoqlToken:
+    kind: str
+    text: str
+    value: Any = None
+
+    def keyword(self) -> str:
+        return self.text.upper() if self.kind == "ident" else ""
+
+
+def tokenize(soql: str) -> list[SoqlToken]:
+    tokens: list[SoqlToken] = []
+    pos = 0
+    while pos < len(soql):
+        match = _TOKEN.match(soql, pos)
+        if match is None:
+            raise SoqlError(f"unexpected character at position {pos}: {soql[pos : pos + 10]!r}")
+        pos = match.end()
+        kind = match.lastgroup or ""
+        text = match.group()
+        if kind == "ws":
+            continue
+        value: Any = None
+        if kind == "string":
+            value = _unescape(text[1:-1])
+        elif kind == "number":
+            value = Decimal(text)
+        elif kind == "datetime":
+            value = parse_datetime(text)
+        elif kind == "date":
+            try:
+                value = date.fromisoformat(text)
+            except ValueError as exc:
+                raise SoqlError(f"invalid date literal {text}") from exc
+        elif kind == "op" and text == "<>":
+            text = "!="
+        tokens.append(SoqlToken(kind, text, value))
+    return tokens
+
+
+def _unescape(body: str) -> str:
+    out: list[str] = []
+    chars = iter(body)
+    for char in chars:
+        if char != "\\":
+            out.append(char)
+            continue
+        nxt = next(chars, "")
+        if nxt not in _ESCAPES:
+            raise SoqlError(f"invalid escape sequence \\{nxt} in string literal")
+        out.append(_ESCAPES[nxt])
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class FieldRef:
+    relationship: str | None
+    name: str
+    type: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.relationship}.{self.name}" if self.relationship else self.name
+
+
+@dataclass
+class Condition:
+    field: FieldRef
+    op: str
+    value: Any  # a python value, or a list of them for IN
+
+
+@dataclass
+class Query:
+    sobject: str
+    fields: list[FieldRef]
+    where: list[Condition] = field(default_factory=list)
+    order: tuple[FieldRef, bool, bool] | None = None  # field, descending, nulls first
+    limit: int | None = None
+
+
+def _canonical(names: dict[str, str] | list[str] | set[str], raw: str) -> str | None:
+    lower = raw.lower()
+    for name in names:
+        if name.lower() == lower:
+            return name
+    return None
+
+
+def resolve_field(sobject: str, raw: str) -> FieldRef:
+    parts = raw.split(".")
+    if len(parts) > 2:
+        raise SoqlError(f"relationship paths deeper than one level are not supported: {raw}")
+    if len(parts) == 2:
+        relationship = _canonical(list(RELATIONSHIPS.get(sobject, {})), parts[0])
+        if relationship is None:
+            raise SoqlError(
+                f"Didn't understand relationship '{parts[0]}' in field path.", "INVALID_FIELD"
+            )
+        target = RELATIONSHIPS[sobject][relationship][1]
+        name = _canonical(SOBJECTS[target], parts[1])
+        if name is None:
+            raise SoqlError(f"No such column '{parts[1]}' on entity '{target}'.", "INVALID_FIELD")
+        return FieldRef(relationship, name, SOBJECTS[target][name])
+    name = _canonical(SOBJECTS[sobject], raw)
+    if name is None:
+        raise SoqlError(
+            f"No such column '{raw}' on entity '{sobject}'. If you are attempting to use a "
+            "custom field, be sure to append the '__c' after the custom field name.",
+            "INVALID_FIELD",
+        )
+    return FieldRef(None, name, SOBJECTS[sobject][name])
+
+
+class _Parser:
+    def __init__(self, tokens: list[SoqlToken]) -> None:
+        self.tokens = tokens
+        self.pos = 0
+
+    def peek(self) -> SoqlToken | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self) -> SoqlToken:
+        token = self.peek()
+        if token is None:
+            raise SoqlError("unexpected end of query")
+        self.pos += 1
+        return token
+
+    def expect_keyword(self, *words: str) -> str:
+        token = self.take()
+        if token.keyword() not in words:
+            raise SoqlError(f"unexpected token: '{token.text}', expected {' or '.join(words)}")
+        return token.keyword()
+
+    def at_keyword(self, *words: str) -> bool:
+        token = self.peek()
+        return token is not None and token.keyword() in words
+
+    def at_text(self, text: str) -> bool:
+        token = self.peek()
+        return token is not None and token.text == text
+
+    def identifier(self) -> str:
+        token = self.take()
+        if token.kind != "ident":
+            raise SoqlError(f"unexpected token: '{token.text}'")
+        if token.keyword() in _UNSUPPORTED:
+            raise SoqlError(f"'{token.text}' is not supported by the stand-in's SOQL subset")
+        return token.text
+
+    def parse(self) -> Query:
+        self.expect_keyword("SELECT")
+        raw_fields = [self.select_item()]
+        while self.at_text(","):
+            self.take()
+            raw_fields.append(self.select_item())
+        self.expect_keyword("FROM")
+        raw_object = self.identifier()
+        sobject = _canonical(SOBJECTS, raw_object)
+        if sobject is None:
+            raise SoqlError(f"sObject type '{raw_object}' is not supported.", "INVALID_TYPE")
+        fields: list[FieldRef] = []
+        for raw in raw_fields:
+            ref = resolve_field(sobject, raw)
+            if ref in fields:
+                raise SoqlError(f"duplicate field selected: {ref.label}")
+            fields.append(ref)
+        query = Query(sobject, fields)
+        if self.at_keyword("WHERE"):
+            self.take()
+            query.where.append(self.condition(sobject))
+            while self.at_keyword("AND"):
+                self.take()
+                query.where.append(self.condition(sobject))
+        if self.at_keyword("ORDER"):
+            self.take()
+            self.expect_keyword("BY")
+            ref = resolve_field(sobject, self.identifier())
+            descending = False
+            if self.at_keyword("ASC", "DESC"):
+                descending = self.take().keyword() == "DESC"
+            nulls_first = not descending
+            if self.at_keyword("NULLS"):
+                self.take()
+                nulls_first = self.expect_keyword("FIRST", "LAST") == "FIRST"
+            if self.at_text(","):
+                raise SoqlError("ordering by several fields is not supported by the stand-in")
+            query.order = (ref, descending, nulls_first)
+        if self.at_keyword("LIMIT"):
+            self.take()
+            token = self.take()
+            if token.kind != "number" or "." in token.text or token.text.startswith("-"):
+                raise SoqlError(f"LIMIT must be a non-negative integer, not '{token.text}'")
+            query.limit = int(token.text)
+        token = self.peek()
+        if token is not None:
+            if token.keyword() in _UNSUPPORTED:
+                raise SoqlError(f"'{token.text}' is not supported by the stand-in's SOQL subset")
+            raise SoqlError(f"unexpected token: '{token.text}'")
+        return query
+
+    def select_item(self) -> str:
+        if self.at_text("("):
+            raise SoqlError("sub-queries are not supported by the stand-in's SOQL subset")
+        name = self.identifier()
+        if self.at_text("("):
+            raise SoqlError(f"function {name}() is not supported by the stand-in's SOQL subset")
+        return name
+
+    def condition(self, sobject: str) -> Condition:
+        if self.at_text("("):
+            raise SoqlError("parenthesised conditions are not supported by the stand-in")
+        ref = resolve_field(sobject, self.identifier())
+        op_token = self.take()
+        if op_token.keyword() == "IN":
+            open_paren = self.take()
+            if open_paren.text != "(":
+                raise SoqlError(f"unexpected token: '{open_paren.text}', expected (")
+            values = [self.literal(ref)]
+            while True:
+                token = self.take()
+                if token.text == ")":
+                    break
+                if token.text != ",":
+                    raise SoqlError(f"unexpected token: '{token.text}'")
+                values.append(self.literal(ref))
+            return Condition(ref, "IN", values)
+        if op_token.kind != "op":
+            if op_token.keyword() in _UNSUPPORTED:
+                raise SoqlError(f"'{op_token.text}' is not supported by the stand-in's SOQL subset")
+            raise SoqlError(f"unexpected token: '{op_token.text}', expected an operator")
+        value = self.literal(ref)
+        if value is None and op_token.text not in ("=", "!="):
+            raise SoqlError(f"null can only be compared with = or !=, not {op_token.text}")
+        return Condition(ref, op_token.text, value)
+
+    def literal(self, ref: FieldRef) -> Any:
+        token = self.take()
+        if token.keyword() == "NULL":
+            return None
+        expected = {
+            "id": "string",
+            "reference": "string",
+            "string": "string",
+            "currency_code": "string",
+            "currency": "number",
+            "boolean": "boolean",
+            "date": "date",
+            "datetime": "datetime",
+        }[ref.type]
+        kind = token.kind
+        if kind == "ident" and token.keyword() in ("TRUE", "FALSE"):
+            kind = "boolean"
+        if kind != expected:
+            if kind == "ident":
+                raise SoqlError(
+                    f"'{token.text}' is not a value the stand-in's SOQL subset understands"
+                )
+            quoting = "be enclosed" if expected == "string" else "not be enclosed"
+            type_name = {"datetime": "dateTime", "number": "double"}.get(expected, expected)
+            raise SoqlError(
+                f"value of filter criterion for field '{ref.label}' must be of type {type_name} "
+                f"and should {quoting} in quotes",
+                "INVALID_FIELD",
+            )
+        if kind == "boolean":
+            return token.keyword() == "TRUE"
+        if ref.type in ("id", "reference"):
+            normal = normalize_id(token.value)
+            if normal is None:
+                raise SoqlError(f"invalid ID field: {token.value}", "INVALID_QUERY_FILTER_OPERATOR")
+            return normal
+        return token.value
+
+
+def parse_soql(soql: str) -> Query:
+    """Parse the stand-in's SOQL subset, or raise SoqlError (MALFORMED_QUERY, ...)."""
+    return _Parser(tokenize(soql)).parse()
+
+
+def _comparable(ref: FieldRef, value: Any) -> Any:
+    """A stored value in the form its literal has (Decimal, date, datetime, casefolded)."""
+    if value is None:
+        return None
+    try:
+        if ref.type == "currency":
+            return Decimal(str(value))
+        if ref.type == "date":
+            return date.fromisoformat(str(value))
+        if ref.type == "datetime":
+            return parse_datetime(str(value))
+    except (ValueError, InvalidOperation):
+        return None
+    if ref.type in ("string", "currency_code") and isinstance(value, str):
+        return value.casefold()
+    return value
+
+
+_COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _matches(condition: Condition, value: Any) -> bool:
+    ref = condition.field
+    actual = _comparable(ref, value)
+    if condition.op == "IN":
+        wanted = [_comparable(ref, v) if isinstance(v, str) else v for v in condition.value]
+        return actual in wanted
+    expected = condition.value
+    if isinstance(expected, str):
+        expected = _comparable(ref, expected)
+    if expected is None or actual is None:
+        if condition.op == "=":
+            return actual is None and expected is None
+        if condition.op == "!=":
+            return (actual is None) != (expected is None)
+        return False
+    try:
+        return _COMPARATORS[condition.op](actual, expected)
+    except TypeError:
+        return False
+
+
+def run_query(state: SalesforceState, query: Query, version: str) -> list[dict[str, Any]]:
+    """Evaluate a parsed query against the state: filter, sort, limit, render."""
+    with state.lock:
+        rows = list(state.table(query.sobject).values())
+
+        def value_of(record: dict[str, Any], ref: FieldRef) -> Any:
+            if ref.relationship is None:
+                return record.get(ref.name)
+            fk, target = RELATIONSHIPS[query.sobject][ref.relationship]
+            parent = state.table(target).get(record.get(fk) or "")
+            return parent.get(ref.name) if parent else None
+
+        selected = [r for r in rows if all(_matches(c, value_of(r, c.field)) for c in query.where)]
+        if query.order is not None:
+            ref, descending, nulls_first = query.order
+            present = [r for r in selected if _comparable(ref, value_of(r, ref)) is not None]
+            missing = [r for r in selected if _comparable(ref, value_of(r, ref)) is None]
+            present.sort(key=lambda r: _comparable(ref, value_of(r, ref)), reverse=descending)
+            selected = missing + present if nulls_first else present + missing
+        if query.limit is not None:
+            selected = selected[: query.limit]
+        return [render_record(state, query, record, version) for record in selected]
+
+
+def _attributes(sobject: str, record_id: str, version: str) -> dict[str, str]:
+    return {"type": sobject, "url": f"/services/data/{version}/sobjects/{sobject}/{record_id}"}
+
+
+def render_record(
+    state: SalesforceState, query: Query, record: dict[str, Any], version: str
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"attributes": _attributes(query.sobject, record["Id"], version)}
+    for ref in query.fields:
+        if ref.relationship is None:
+            out[ref.name] = record.get(ref.name)
+            continue
+        fk, target = RELATIONSHIPS[query.sobject][ref.relationship]
+        parent = state.table(target).get(record.get(fk) or "")
+        if parent is None:
+            out[ref.relationship] = None
+            continue
+        nested = out.get(ref.relationship)
+        if nested is None:
+            nested = out[ref.relationship] = {
+                "attributes": _attributes(target, parent["Id"], version)
+            }
+        nested[ref.name] = parent.get(ref.name)
+    return out
+
+
+# -- write validation ---------------------------------------------------------------------
+
+
+def _resolve_sobject(raw: str) -> str:
+    sobject = _canonical(SOBJECTS, raw)
+    if sobject is None:
+        raise _not_found()
+    return sobject
+
+
+def _coerce(state: SalesforceState, sobject: str, name: str, value: Any) -> Any:
+    kind = SOBJECTS[sobject][name]
+    if value is None:
+        return None
+    if kind == "string":
+        if not isinstance(value, str):
+            raise SalesforceApiError(
+                400,
+                "JSON_PARSER_ERROR",
+                f"Cannot deserialize instance of string from {type(value).__name__} value "
+                f"for field {name}",
+            )
+        if len(value) > 255:
+            raise SalesforceApiError(
+                400, "STRING_TOO_LONG", f"{name}: data value too large", fields=[name]
+            )
+        return value
+    if kind == "currency":
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double for {name}"
+            )
+        try:
+            amount = Decimal(str(value))
+        except InvalidOperation as exc:
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from {value!r}"
+            ) from exc
+        if not amount.is_finite():
+            raise SalesforceApiError(400, "NUMBER_OUTSIDE_VALID_RANGE", f"{name}: bad number")
+        return float(amount.quantize(Decimal("0.01")))
+    if kind == "date":
+        try:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return date.fromisoformat(value).isoformat()
+        except ValueError as exc:
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", f"Cannot deserialize value of type date from {value!r}"
+            ) from exc
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of boolean for {name}"
+            )
+        return value
+    if kind == "currency_code":
+        if value not in ACTIVE_CURRENCIES:
+            raise SalesforceApiError(
+                400,
+                "FIELD_INTEGRITY_EXCEPTION",
+                f"Currency ISO Code: invalid currency code: {value}",
+                fields=[name],
+            )
+        return value
+    if kind == "reference":
+        normal = normalize_id(value) if isinstance(value, str) else None
+        target = REFERENCE_TARGETS[name]
+        if normal is None:
+            raise SalesforceApiError(
+                400,
+                "MALFORMED_ID",
+                f"{target} ID: id value of incorrect type: {value}",
+                fields=[name],
+            )
+        if normal not in state.table(target):
+            raise SalesforceApiError(
+                400,
+                "INVALID_CROSS_REFERENCE_KEY",
+                "invalid cross reference id",
+                fields=[name],
+            )
+        return normal
+    raise SalesforceApiError(400, "INVALID_FIELD", f"field {name} cannot be written", [name])
+
+
+def validate_write(
+    state: SalesforceState, sobject: str, body: Any, *, creating: bool
+) -> dict[str, Any]:
+    """Check a write body like Salesforce: known, writable, well-typed fields."""
+    if not isinstance(body, dict):
+        raise SalesforceApiError(
+            400, "JSON_PARSER_ERROR", "The request body must be a JSON object of fields"
+        )
+    schema = SOBJECTS[sobject]
+    unknown = [key for key in body if key != "attributes" and _canonical(schema, key) is None]
+    if unknown:
+        raise SalesforceApiError(
+            400,
+            "INVALID_FIELD",
+            f"No such column '{unknown[0]}' on sobject of type {sobject}",
+            fields=unknown,
+        )
+    values: dict[str, Any] = {}
+    for key, value in body.items():
+        if key == "attributes":
+            continue
+        name = _canonical(schema, key) or key
+        if name in READ_ONLY_FIELDS:
+            action = "create" if creating else "update"
+            raise SalesforceApiError(
+                400,
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to {action} fields: [{name}]. Please check the security settings of "
+                "this field and verify that it is read/write for your profile or permission "
+                "set.",
+                fields=[name],
+            )
+        values[name] = _coerce(state, sobject, name, value)
+    if creating:
+        missing = [f for f in REQUIRED_FIELDS[sobject] if values.get(f) in (None, "")]
+    else:
+        missing = [f for f in REQUIRED_FIELDS[sobject] if f in values and values[f] in (None, "")]
+    if missing:
+        raise SalesforceApiError(
+            400,
+            "REQUIRED_FIELD_MISSING",
+            f"Required fields are missing: [{', '.join(missing)}]",
+            fields=missing,
+        )
+    return values
+
+
+# -- app ----------------------------------------------------------------------------------
+
+Handler = Callable[[Request, SalesforceState, str], Awaitable[Response]]
+
+
+def create_app(state: SalesforceState | None = None) -> Starlette:
+    """The Salesforce stand-in as a Starlette app (see the module docstring)."""
+    state = state or SalesforceState()
+
+    def own_base(request: Request) -> str:
+        return f"{request.url.scheme}://{request.url.netloc}"
+
+    # -- OAuth ------------------------------------------------------------------------
+    async def token(request: Request) -> Response:
+        params = dict(request.query_params)
+        raw = await request.body()
+        params.update(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        if params.get("grant_type") != JWT_BEARER_GRANT:
+            return _oauth_error("unsupported_grant_type", "grant type not supported")
+        assertion = params.get("assertion", "")
+        try:
+            header = jwt.get_unverified_header(assertion)
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return _oauth_error("invalid_grant", "invalid assertion")
+        consumer_key = unverified.get("iss")
+        pem = state.public_key_pem(consumer_key) if isinstance(consumer_key, str) else None
+        if pem is None:
+            return _oauth_error("invalid_client_id", "client identifier invalid")
+        if header.get("alg") != "RS256":
+            return _oauth_error("invalid_grant", "invalid assertion")
+        try:
+            if "BEGIN CERTIFICATE" in pem:
+                key: Any = x509.load_pem_x509_certificate(pem.encode()).public_key()
+            else:
+                key = load_pem_public_key(pem.encode())
+        except ValueError:
+            logger.warning("unreadable trusted key for consumer key %s", consumer_key)
+            return _oauth_error("invalid_client", "invalid client credentials")
+        try:
+            claims = jwt.decode(
+                assertion,
+                key,
+                algorithms=["RS256"],
+                options={"require": ["iss", "sub", "aud", "exp"], "verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError:
+            return _oauth_error("invalid_grant", "expired assertion")
+        except jwt.PyJWTError:
+            return _oauth_error("invalid_grant", "invalid assertion")
+        audiences = {a.rstrip("/") for a in (*LOGIN_AUDIENCES, own_base(request))}
+        aud = claims.get("aud")
+        aud_values = aud if isinstance(aud, list) else [aud]
+        if not any(isinstance(a, str) and a.rstrip("/") in audiences for a in aud_values):
+            return _oauth_error("invalid_grant", "audience is invalid")
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or exp > time.time() + MAX_ASSERTION_LIFETIME:
+            return _oauth_error("invalid_grant", "assertion expiry is too far in the future")
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or subject not in state.usernames:
+            return _oauth_error("invalid_grant", "user hasn't approved this consumer")
+        access_token = state.issue_token(state.token_lifetime)
+        issued_at = str(int(time.time() * 1000))
+        identity = f"{own_base(request)}/id/{state.org_id}/{state.user_id}"
+        return JSONResponse(
+            {
+                "access_token": access_token,
+                "scope": "api",
+                "instance_url": state.instance_url or own_base(request),
+                "id": identity,
+                "token_type": "Bearer",
+                "issued_at": issued_at,
+                "signature": state.sign(identity, issued_at),
+            }
+        )
+
+    # -- the REST API -----------------------------------------------------------------
+    def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """Version check, session check, call budget and the Sforce-Limit-Info header."""
+
+        async def endpoint(request: Request) -> Response:
+            version = request.path_params.get("version", "")
+            if version not in SUPPORTED_VERSIONS:
+                return _not_found().response()
+            if not state.token_valid(bearer_token(request)):
+                return JSONResponse(
+                    [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}],
+                    status_code=401,
+                )
+            usage = state.count_call()
+            limit_info = {"Sforce-Limit-Info": f"api-usage={usage}/{state.daily_limit}"}
+            if state.over_limit():
+                response: Response = JSONResponse(
+                    [
+                        {
+                            "message": "TotalRequests Limit exceeded.",
+                            "errorCode": "REQUEST_LIMIT_EXCEEDED",
+                        }
+                    ],
+                    status_code=403,
+                )
+            else:
+                try:
+                    response = await handler(request, state, version)
+                except SalesforceApiError as exc:
+                    response = exc.response()
+            response.headers.update(limit_info)
+            return response
+
+        return endpoint
+
+    async def versions(request: Request) -> Response:
+        return JSONResponse(
+            [
+                {"label": label, "url": f"/services/data/v{number}", "version": number}
+                for number, label in API_VERSIONS
+            ]
+        )
+
+    async def resources(request: Request, state: SalesforceState, version: str) -> Response:
+        base = f"/services/data/{version}"
+        return JSONResponse(
+            {name: f"{base}/{name}" for name in ("limits", "query", "sobjects", "composite")}
+        )
+
+    async def limits(request: Request, state: SalesforceState, version: str) -> Response:
+        remaining = max(state.daily_limit - state.api_usage, 0)
+        return JSONResponse(
+            {
+                "DailyApiRequests": {"Max": state.daily_limit, "Remaining": remaining},
+                "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+                "DataStorageMB": {"Max": 5120, "Remaining": 5100},
+            }
+        )
+
+    def page(rows: list[dict[str, Any]], offset: int, cursor: str | None, version: str) -> Any:
+        size = max(int(state.page_size), 1)
+        chunk = rows[offset : offset + size]
+        body: dict[str, Any] = {"totalSize": len(rows), "done": True, "records": chunk}
+        if offset + size < len(rows):
+            cursor = cursor or state.store_cursor(rows)
+            body["done"] = False
+            body["nextRecordsUrl"] = f"/services/data/{version}/query/{cursor}-{offset + size}"
+        return JSONResponse(body)
+
+    async def query(request: Request, state: SalesforceState, version: str) -> Response:
+        soql = request.query_params.get("q")
+        if not soql:
+            raise SoqlError("missing query parameter q")
+        parsed = parse_soql(soql)
+        return page(run_query(state, parsed, version), 0, None, version)
+
+    async def query_more(request: Request, state: SalesforceState, version: str) -> Response:
+        locator = request.path_params["locator"]
+        cursor, _, offset_text = locator.rpartition("-")
+        with state.lock:
+            rows = state.cursors.get(cursor)
+        if rows is None or not offset_text.isdigit() or int(offset_text) > len(rows):
+            raise SalesforceApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return page(rows, int(offset_text), cursor, version)
+
+    async def create(request: Request, state: SalesforceState, version: str) -> Response:
+        sobject = _resolve_sobject(request.path_params["sobject"])
+        values = validate_write(state, sobject, await _json(request), creating=True)
+        record = state.new_record(sobject, values)
+        return JSONResponse({"id": record["Id"], "success": True, "errors": []}, status_code=201)
+
+    def find(sobject: str, raw_id: str) -> SObjectRecord:
+        record_id = normalize_id(raw_id)
+        with state.lock:
+            record = state.table(sobject).get(record_id or "")
+        if not isinstance(record, SObjectRecord):
+            raise _not_found()
+        return record
+
+    def render(sobject: str, record: dict[str, Any], version: str, fields: str | None) -> Any:
+        out: dict[str, Any] = {"attributes": _attributes(sobject, record["Id"], version)}
+        if fields:
+            names = [name.strip() for name in fields.split(",") if name.strip()]
+            unknown = [n for n in names if _canonical(SOBJECTS[sobject], n) is None]
+            if unknown:
+                raise SalesforceApiError(
+                    400,
+                    "INVALID_FIELD",
+                    f"No such column '{unknown[0]}' on entity '{sobject}'",
+                    fields=unknown,
+                )
+            for name in names:
+                canonical = _canonical(SOBJECTS[sobject], name) or name
+                out[canonical] = record.get(canonical)
+        else:
+            out.update(record)
+        return out
+
+    async def record(request: Request, state: SalesforceState, version: str) -> Response:
+        sobject = _resolve_sobject(request.path_params["sobject"])
+        current = find(sobject, request.path_params["rid"])
+        if request.method == "GET":
+            fields = request.query_params.get("fields")
+            return JSONResponse(render(sobject, current, version, fields))
+        if request.method == "DELETE":
+            with state.lock:
+                state.table(sobject).pop(current["Id"], None)
+            return Response(status_code=204)
+        values = validate_write(state, sobject, await _json(request), creating=False)
+        with state.lock:
+            current.update(values)
+        return Response(status_code=204)
+
+    async def by_external_id(request: Request, state: SalesforceState, version: str) -> Response:
+        sobject = _resolve_sobject(request.path_params["sobject"])
+        raw_field = request.path_params["field"]
+        ext_field = _canonical(EXTERNAL_ID_FIELDS[sobject], raw_field)
+        if ext_field is None:
+            raise SalesforceApiError(
+                404,
+                "NOT_FOUND",
+                f"Provided external ID field does not exist or is not accessible: {raw_field}",
+            )
+        value = request.path_params["value"]
+        with state.lock:
+            matches = [
+                r
+                for r in state.table(sobject).values()
+                if isinstance(r.get(ext_field), str) and r[ext_field].casefold() == value.casefold()
+            ]
+        if len(matches) > 1:
+            return JSONResponse(
+                [f"/services/data/{version}/sobjects/{sobject}/{r['Id']}" for r in matches],
+                status_code=300,
+            )
+        if request.method == "GET":
+            if not matches:
+                raise _not_found()
+            return JSONResponse(render(sobject, matches[0], version, None))
+        body = await _json(request)
+        if isinstance(body, dict):
+            forbidden = [k for k in body if _canonical(["Id", ext_field], k) is not None]
+            if forbidden:
+                raise SalesforceApiError(
+                    400,
+                    "INVALID_FIELD",
+                    f"The body of an upsert must not contain Id or the external ID field "
+                    f"{ext_field}: {', '.join(forbidden)}",
+                    fields=forbidden,
+                )
+        update_only = request.query_params.get("updateOnly", "").lower() == "true"
+        if matches:
+            values = validate_write(state, sobject, body, creating=False)
+            with state.lock:
+                matches[0].update(values)
+            return JSONResponse(
+                {"id": matches[0]["Id"], "success": True, "errors": [], "created": False}
+            )
+        if update_only:
+            raise _not_found()
+        values = validate_write(state, sobject, body, creating=True)
+        values[ext_field] = value
+        created = state.new_record(sobject, values)
+        return JSONResponse(
+            {"id": created["Id"], "success": True, "errors": [], "created": True},
+            status_code=201,
+        )
+
+    data = "/services/data/{version}"
+    routes: list[BaseRoute] = [
+        Route("/services/oauth2/token", token, methods=["POST"]),
+        Route("/services/data", versions, methods=["GET"]),
+        Route("/services/data/", versions, methods=["GET"]),
+        Route(data, api(resources), methods=["GET"]),
+        Route(data + "/", api(resources), methods=["GET"]),
+        Route(data + "/limits", api(limits), methods=["GET"]),
+        Route(data + "/limits/", api(limits), methods=["GET"]),
+        Route(data + "/query", api(query), methods=["GET"]),
+        Route(data + "/query/", api(query), methods=["GET"]),
+        Route(data + "/query/{locator}", api(query_more), methods=["GET"]),
+        Route(data + "/sobjects/{sobject}", api(create), methods=["POST"]),
+        Route(data + "/sobjects/{sobject}/", api(create), methods=["POST"]),
+        Route(data + "/sobjects/{sobject}/{rid}", api(record), methods=["GET", "PATCH", "DELETE"]),
+        Route(
+            data + "/sobjects/{sobject}/{field}/{value:path}",
+            api(by_external_id),
+            methods=["GET", "PATCH"],
+        ),
+    ]
+    app = build_app(state, routes, error_body)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        if request.url.path.startswith("/__standin__"):
+            return JSONResponse({"error": str(getattr(exc, "detail", ""))}, status_code=status)
+        message = {
+            404: "The requested resource does not exist",
+            405: f"HTTP Method '{request.method}' not allowed. Allowed are GET,HEAD,PATCH,DELETE",
+        }.get(status, "An unexpected error occurred")
+        return JSONResponse(error_body(status, "", message), status_code=status)
+
+    app.add_exception_handler(404, http_error)
+    app.add_exception_handler(405, http_error)
+    return app
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await json_body(request)
+    except ValueError as exc:
+        raise SalesforceApiError(400, "JSON_PARSER_ERROR", f"The request body: {exc}") from exc
