@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test setup install browser lint format check clean
+.PHONY: run test setup install browser lint format check clean reset-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,3 +55,7 @@ test: setup check lint
 
 clean:
 	rm -rf var/test var/broker var/staticfiles
+
+## Forget the demo: Throughline's database and the stand-ins' saved records go together.
+reset-demo:
+	rm -rf var/throughline.sqlite3* var/standins var/broker

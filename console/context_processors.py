@@ -11,4 +11,5 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"my_teams": [m.team for m in user.memberships.select_related("team")]}
+    memberships = user.memberships.select_related("team").prefetch_related("team__queues")
+    return {"my_teams": [m.team for m in memberships]}

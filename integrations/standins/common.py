@@ -107,7 +107,7 @@ class StandinState:
             self.calls: deque[dict[str, Any]] = deque(maxlen=2000)
             self.api_usage = 0
             self.tokens: dict[str, float] = {}
-            self._ids = itertools.count(1)
+            self._next_id = 1
             self._fault_ids = itertools.count(1)
             self.seed()
 
@@ -119,7 +119,39 @@ class StandinState:
         return self.collections.setdefault(name, {})
 
     def next_number(self) -> int:
-        return next(self._ids)
+        with self.lock:
+            number = self._next_id
+            self._next_id += 1
+            return number
+
+    # -- persistence (the demo keeps its stand-ins' data across restarts) -----------------
+    #: vendor attributes beyond the collections that a restart must keep (JSON-safe values)
+    persistent_attrs: tuple[str, ...] = ()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The records and counters, as JSON-safe data (see `restore`)."""
+        with self.lock:
+            return json.loads(
+                json.dumps(
+                    {
+                        "vendor": self.vendor,
+                        "collections": self.collections,
+                        "next_id": self._next_id,
+                        "attrs": {name: getattr(self, name) for name in self.persistent_attrs},
+                    }
+                )
+            )
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take back a snapshot of the same vendor; faults, tokens and the log start empty."""
+        if data.get("vendor") != self.vendor:
+            raise ValueError(f"snapshot of {data.get('vendor')!r}, not {self.vendor!r}")
+        with self.lock:
+            self.collections = data["collections"]
+            self._next_id = int(data["next_id"])
+            for name, value in data.get("attrs", {}).items():
+                if name in self.persistent_attrs:
+                    setattr(self, name, value)
 
     # -- tokens -----------------------------------------------------------------------------
     def issue_token(self, lifetime: float = 3600.0) -> str:
@@ -206,7 +238,7 @@ class StandinState:
 
 class FaultInjectionMiddleware:
     """Answers a request from a matching fault rule instead of the vendor routes, and logs
-    every request (method, path, status, the headers that matter for tests)."""
+    every answered request (method, path, status, the headers that matter for tests)."""
 
     logged_headers = (
         "authorization",
@@ -232,11 +264,12 @@ class FaultInjectionMiddleware:
             for k, v in scope.get("headers", [])
             if k.decode().lower() in self.logged_headers
         }
-        status_box = {"status": 0}
 
+        # The call is logged when its answer starts, before the client can read it, so a
+        # test that reads the log right after a call always finds the call there.
         async def logging_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                status_box["status"] = message["status"]
+                self.state.record_call(method, path, message["status"], req_headers)
             await send(message)
 
         rule = self.state.take_fault(method, path)
@@ -251,10 +284,8 @@ class FaultInjectionMiddleware:
                 )
                 response = JSONResponse(body, status_code=rule.status, headers=rule.headers)
                 await response(scope, receive, logging_send)
-                self.state.record_call(method, path, status_box["status"], req_headers)
                 return
         await self.app(scope, receive, logging_send)
-        self.state.record_call(method, path, status_box["status"], req_headers)
 
 
 def control_routes(state: StandinState) -> list[BaseRoute]:

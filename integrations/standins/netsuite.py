@@ -283,6 +283,7 @@ class NetSuiteState(StandinState):
     """Records, tokens, async jobs, idempotency keys and the concurrency governor."""
 
     vendor = "netsuite"
+    persistent_attrs = ("jobs", "idempotency")
 
     def __init__(
         self,

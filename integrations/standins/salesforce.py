@@ -286,6 +286,7 @@ class SalesforceState(StandinState):
     """One Salesforce org: Accounts, Contacts, Opportunities, tokens, query cursors."""
 
     vendor = VENDOR
+    persistent_attrs = ("_sequences",)
 
     def __init__(
         self,

@@ -7,15 +7,21 @@
 from __future__ import annotations
 
 import importlib
+import json
+import logging
+import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
 
 from .common import StandinState
+
+logger = logging.getLogger(__name__)
 
 #: vendor -> (factory "module:function", default port)
 STANDINS: dict[str, tuple[str, int]] = {
@@ -69,3 +75,59 @@ def start_standin(
             raise RuntimeError(f"the {vendor} stand-in did not start on {host}:{bound_port}")
         time.sleep(0.02)
     return RunningStandin(vendor, app, server, thread, f"http://{host}:{bound_port}")
+
+
+class SnapshotKeeper:
+    """Keeps a stand-in's records in a JSON file: restored at start, saved when changed.
+
+    The demo's stand-ins then survive a restart of `make run` in step with Throughline's own
+    database (tests use no keeper: their stand-ins start from the seed).
+    """
+
+    def __init__(self, state: StandinState, path: Path, *, interval: float = 2.0) -> None:
+        self.state = state
+        self.path = path
+        self.interval = interval
+        self._last = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"snapshot-{state.vendor}", daemon=True
+        )
+
+    def restore(self) -> bool:
+        """Load the saved snapshot, if there is a readable one."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            self.state.restore(data)
+        except FileNotFoundError:
+            return False
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignoring unreadable stand-in snapshot %s: %s", self.path, exc)
+            return False
+        self._last = json.dumps(data, sort_keys=True)
+        return True
+
+    def save(self) -> None:
+        data = json.dumps(self.state.snapshot(), sort_keys=True)
+        if data == self._last:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(data, encoding="utf-8")
+        os.replace(tmp, self.path)
+        self._last = data
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.save()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.save()
+            except Exception:  # keep serving; the next tick tries again
+                logger.exception("saving the %s stand-in snapshot failed", self.state.vendor)

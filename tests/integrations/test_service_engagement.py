@@ -218,3 +218,22 @@ def _new_closed_won_deal(standins) -> str:
                 "Project_Template__c": "TM-STD",
             },
         )
+
+
+def test_a_crm_that_cannot_be_read_lands_with_it_and_resolves_when_it_answers(demo):
+    demo["salesforce"].state.add_fault(method="GET", path="/query", status=503)
+    with pytest.raises(Exception, match=r"(?i)unavailable|injected"):
+        poll()
+    outage = IntegrationException.objects.get(run__isnull=True)
+    assert outage.code == ExceptionCode.VENDOR_UNAVAILABLE
+    assert outage.connection == crm()
+    assert outage.queue.name == "IT Integration"
+    with pytest.raises(Exception, match=r"(?i)unavailable|injected"):
+        poll()  # still down: one exception, two occurrences
+    outage.refresh_from_db()
+    assert outage.occurrences == 2
+
+    demo["salesforce"].state.clear_faults()
+    assert poll().started == 4
+    outage.refresh_from_db()
+    assert outage.status == ExceptionStatus.RESOLVED

@@ -1,5 +1,7 @@
 """`manage.py standins`: serve the vendor stand-ins (Salesforce, NetSuite, Kantata) on their
-ports until interrupted. Each keeps its state in memory and starts from its seed."""
+ports until interrupted. Their records are kept in var/standins/*.json, so the demo's
+"vendors" remember what Throughline wrote to them across restarts (`--fresh` starts from the
+seed)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,12 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.standins.server import STANDINS, start_standin
+from integrations.standins.server import (
+    STANDINS,
+    SnapshotKeeper,
+    create_standin_app,
+    start_standin,
+)
 
 
 class Command(BaseCommand):
@@ -20,24 +27,37 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=settings.STANDIN_HOST)
         parser.add_argument("--only", nargs="*", choices=sorted(STANDINS), default=None)
+        parser.add_argument(
+            "--fresh", action="store_true", help="start from the seed, not the saved records"
+        )
 
-    def handle(self, *args, host: str, only: list[str] | None, **options):
+    def handle(self, *args, host: str, only: list[str] | None, fresh: bool, **options):
         os.environ.setdefault("STANDIN_KEYS_DIR", str(settings.STANDIN_KEYS_DIR))
-        running = []
+        state_dir = settings.VAR_DIR / "standins"
+        running, keepers = [], []
         try:
             for vendor in only or sorted(STANDINS):
                 port = settings.STANDIN_PORTS[vendor]
+                app = create_standin_app(vendor)
+                keeper = SnapshotKeeper(app.state.standin, state_dir / f"{vendor}.json")
+                restored = False if fresh else keeper.restore()
                 try:
-                    running.append(start_standin(vendor, host=host, port=port))
+                    standin = start_standin(vendor, host=host, port=port, app=app)
                 except OSError as exc:
                     raise CommandError(
                         f"cannot serve the {vendor} stand-in on {port}: {exc}"
                     ) from exc
-                self.stdout.write(f"{vendor} stand-in on {running[-1].url}")
+                running.append(standin)
+                keeper.start()
+                keepers.append(keeper)
+                origin = "saved records" if restored else "seed data"
+                self.stdout.write(f"{vendor} stand-in on {standin.url} ({origin})")
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             with contextlib.suppress(KeyboardInterrupt):
                 stop.wait()
         finally:
+            for keeper in keepers:
+                keeper.stop()
             for standin in running:
                 standin.stop()
