@@ -174,7 +174,7 @@ def classify(failure: StepFailure) -> Classification:
             "The vendor refused the data Throughline sent.",
             "Read the vendor's message below, fix the data or mapping, then Retry.",
         )
-    subject = f"{failure.entity_type} {failure.entity_ref}".strip()
+    subject = f"{failure.entity_type.replace('_', ' ')} {failure.entity_ref}".strip()
     title = f"{rule.code.label}: {subject}" if subject else rule.code.label
     return Classification(
         code=rule.code,

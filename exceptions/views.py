@@ -98,7 +98,7 @@ class QueueView(LoginRequiredMixin, ListView):
             team_id = exc.queue.team_id
             if team_id not in allowed:
                 allowed[team_id] = can_act(self.request.user, exc)
-            exc.user_can_act = allowed[team_id] and exc.is_open
+            exc.user_can_act = allowed[team_id] and exc.status == ExceptionStatus.OPEN
         context.update(queue=self.queue, filter_form=self.filterset.form)
         return context
 
@@ -118,7 +118,7 @@ class ExceptionDetailView(LoginRequiredMixin, DetailView):
         payload, payload_chars = pretty_json(exc.payload)
         vendor_error, vendor_error_chars = pretty_json(exc.vendor_error)
         context.update(
-            user_can_act=exc.is_open and can_act(self.request.user, exc),
+            user_can_act=exc.status == ExceptionStatus.OPEN and can_act(self.request.user, exc),
             payload_json=payload,
             payload_chars=payload_chars,
             payload_truncated=payload_chars > PAYLOAD_DISPLAY_CHARS,

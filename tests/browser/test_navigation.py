@@ -24,7 +24,7 @@ def finance() -> dict[str, Any]:
     user = make_user("fiona", team=team, password=PASSWORD)
     exc = make_exception(
         queue,
-        title="Tax configuration missing: legal_entity DE01",
+        title="Tax configuration missing: legal entity DE01",
         explanation="The ERP subsidiary DE01 has no tax registration.",
         payload={"Id": "006TEST", "Description": SCRIPT},
     )
@@ -42,7 +42,7 @@ def test_finance_resolver_works_an_exception(
     main = page.get_by_role("main")
     assert main.get_by_role("heading", name="Your queues", exact=True).is_visible()
     main.get_by_role("link", name=re.compile(r"Finance")).first.wait_for()
-    exc_link = main.get_by_role("link", name="Tax configuration missing: legal_entity DE01")
+    exc_link = main.get_by_role("link", name="Tax configuration missing: legal entity DE01")
     assert exc_link.is_visible()
 
     main.get_by_role("link", name=re.compile(r"^Finance")).first.click()
@@ -50,7 +50,7 @@ def test_finance_resolver_works_an_exception(
     assert page.get_by_role("heading", name="Finance", level=1).is_visible()
     assert page.get_by_role("button", name=re.compile(r"^Retry exception")).count() == 1
 
-    page.get_by_role("link", name="Tax configuration missing: legal_entity DE01").click()
+    page.get_by_role("link", name="Tax configuration missing: legal entity DE01").click()
     page.wait_for_url(f"{live_server.url}/exceptions/{finance['exc'].pk}/")
     assert page.get_by_text("The ERP subsidiary DE01 has no tax registration.").is_visible()
     assert page.get_by_role("button", name="Retry").is_visible()
