@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.db import transaction
 
@@ -20,6 +18,7 @@ from console.models import Membership, Team, User
 from exceptions.models import Queue
 from integrations import bindings
 from integrations.choices import AuthKind, BillingModel, Region, SystemKind, Vendor
+from integrations.connectors.keys import generate_key_pair
 from integrations.models import Connection, LegalEntity, ProjectTemplate
 
 DEMO_PASSWORD = "throughline-demo"
@@ -87,18 +86,10 @@ def _key_pair(keys_dir: Path, vendor: str, key_id: str, current: str | None) -> 
     public_path = keys_dir / vendor / f"{key_id}.pem"
     if current and public_path.exists():
         return current
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pair = generate_key_pair()
     public_path.parent.mkdir(parents=True, exist_ok=True)
-    public_path.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+    public_path.write_text(pair.public_pem)
+    return pair.private_pem
 
 
 def _connection(name: str, vendor: str, system: str, auth: str, url: str) -> Connection:

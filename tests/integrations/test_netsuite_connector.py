@@ -13,8 +13,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from integrations.canonical.schemas import Customer
 from integrations.connectors.errors import (
@@ -25,6 +23,7 @@ from integrations.connectors.errors import (
     ValidationError,
 )
 from integrations.connectors.http import CallRecord
+from integrations.connectors.keys import generate_key_pair
 from integrations.connectors.netsuite import NetSuiteClient, NetSuiteM2MAuth, build_client
 from integrations.connectors.netsuite.client import IdempotencyConflictError, service_path
 from integrations.connectors.netsuite.mapping import (
@@ -39,18 +38,7 @@ CONNECTION_IDS = itertools.count(100)
 
 
 def _keypair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
+    return generate_key_pair()
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from integrations.canonical.errors import MappingError
 from integrations.connectors.auth import OAuthTokenAuth
@@ -25,6 +23,7 @@ from integrations.connectors.errors import (
     ValidationError,
 )
 from integrations.connectors.http import CallRecord
+from integrations.connectors.keys import generate_key_pair
 from integrations.connectors.salesforce import (
     SalesforceClient,
     build_client,
@@ -46,16 +45,7 @@ OPP_CONTOSO = "0065g00000Tl005AAB"
 
 
 def _pem_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, public.decode()
+    return generate_key_pair()
 
 
 PRIVATE_PEM, PUBLIC_PEM = _pem_pair()

@@ -191,7 +191,6 @@ def test_a_hostile_deal_lands_in_sales_ops_with_its_payload_kept(demo):
 
 
 def test_revoked_credentials_land_with_it(demo):
-    demo["kantata"].state.configured_tokens.clear()
     demo["kantata"].state.revoke_tokens()
     poll()
     auth = IntegrationException.objects.filter(code=ExceptionCode.AUTHENTICATION_FAILED)
