@@ -17,9 +17,9 @@ from console.choices import Role, TeamKind
 from console.models import Membership, Team, User
 from exceptions.models import Queue
 from integrations import bindings
-from integrations.choices import AuthKind, BillingModel, Region, SystemKind, Vendor
+from integrations.choices import AuthKind, BillingModel, ErpDocument, Region, SystemKind, Vendor
 from integrations.connectors.keys import generate_key_pair
-from integrations.models import Connection, LegalEntity, ProjectTemplate
+from integrations.models import Connection, ErpRoute, LegalEntity, ProjectTemplate
 
 DEMO_PASSWORD = "throughline-demo"
 
@@ -67,6 +67,16 @@ SALESFORCE_USERNAME = "integration@throughline.demo"
 NETSUITE_CLIENT_ID = "throughline-demo-client"
 NETSUITE_CERTIFICATE_ID = "throughline-demo-cert"
 NETSUITE_ACCOUNT = "TSTDRV1234567"
+NETSUITE_LEGACY_ACCOUNT = "TSTDRV7654321"
+NETSUITE_LEGACY_CERTIFICATE_ID = "throughline-legacy-cert"
+#: the phased migration of the demo: (legal entity, document, ERP, from). Postings of DE01
+#: stay in the legacy ERP until project accounting moves in April 2027.
+ERP_ROUTES = [
+    ("DE01", ErpDocument.POSTING, "legacy", "2020-01-01"),
+    ("DE01", ErpDocument.PROJECT, "legacy", "2020-01-01"),
+    ("DE01", ErpDocument.POSTING, "cloud", "2027-04-01"),
+    ("DE01", ErpDocument.PROJECT, "cloud", "2027-04-01"),
+]
 KANTATA_TOKEN = "kantata-demo-token"
 
 
@@ -187,9 +197,41 @@ def seed(
     for code, *_rest, subsidiary_id in LEGAL_ENTITIES:
         bindings.bind(netsuite, "legal_entity", code, subsidiary_id)
 
+    legacy = _connection(
+        "NetSuite legacy (demo)",
+        Vendor.NETSUITE,
+        SystemKind.ERP,
+        AuthKind.OAUTH_M2M,
+        urls["netsuite_legacy"],
+    )
+    old = legacy.secrets if legacy.secrets_ciphertext else {}
+    legacy.settings = {"account_id": NETSUITE_LEGACY_ACCOUNT}
+    legacy.set_secrets(
+        {
+            "client_id": NETSUITE_CLIENT_ID,
+            "certificate_id": NETSUITE_LEGACY_CERTIFICATE_ID,
+            "private_key": _key_pair(
+                keys_dir, "netsuite", NETSUITE_LEGACY_CERTIFICATE_ID, old.get("private_key")
+            ),
+        }
+    )
+    legacy.save()
+    for code, *_rest, subsidiary_id in LEGAL_ENTITIES:
+        bindings.bind(legacy, "legal_entity", code, subsidiary_id)
+    erps = {"cloud": netsuite, "legacy": legacy}
+    for code, document, erp, start in ERP_ROUTES:
+        ErpRoute.objects.update_or_create(
+            legal_entity=LegalEntity.objects.get(code=code),
+            document=document,
+            effective_from=start,
+            defaults={"connection": erps[erp], "note": "demo: phased ERP migration"},
+        )
+
     kantata = _connection(
         "Kantata (demo)", Vendor.KANTATA, SystemKind.PSA, AuthKind.BEARER_TOKEN, urls["kantata"]
     )
     kantata.set_secrets({"access_token": KANTATA_TOKEN})
     kantata.save()
-    return DemoResult(users=users, connections=[salesforce.name, netsuite.name, kantata.name])
+    return DemoResult(
+        users=users, connections=[salesforce.name, netsuite.name, legacy.name, kantata.name]
+    )

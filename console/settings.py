@@ -210,11 +210,17 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+#: one queue per connection (integrations.queues); the worker consumes the default queue and
+#: every enabled connection's queue (`manage.py celery_queues`)
+CELERY_QUEUE_PER_CONNECTION = env.bool("CELERY_QUEUE_PER_CONNECTION", default=True)
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_CREATE_MISSING_QUEUES = True
 CELERY_BEAT_SCHEDULE = {
     "poll-crm-closed-won": {
         "task": "integrations.poll_all_crm_connections",
         "schedule": env.float("POLL_INTERVAL_SECONDS", default=15.0),
     },
+    "outbox-sweep": {"task": "integrations.sweep_outbox", "schedule": 5.0},
 }
 
 # -- Throughline -----------------------------------------------------------------------------
@@ -224,6 +230,7 @@ STANDIN_PORTS = {
     "salesforce": env.int("STANDIN_SALESFORCE_PORT", default=8101),
     "netsuite": env.int("STANDIN_NETSUITE_PORT", default=8102),
     "kantata": env.int("STANDIN_KANTATA_PORT", default=8103),
+    "netsuite_legacy": env.int("STANDIN_NETSUITE_LEGACY_PORT", default=8104),
 }
 STANDIN_KEYS_DIR = Path(env.str("STANDIN_KEYS_DIR", default=str(VAR_DIR / "standin-keys")))
 #: Retry policy of every connector client: attempts per call and exponential backoff (seconds);

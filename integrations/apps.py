@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class IntegrationsConfig(AppConfig):
     name = "integrations"
     verbose_name = "Integrations"
+
+    def ready(self) -> None:
+        # Register the engine's tasks in every process (web included), so the outbox can
+        # hand any message to Celery by task name.
+        from . import tasks  # noqa: F401

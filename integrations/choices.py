@@ -59,3 +59,13 @@ class Trigger(models.TextChoices):
     WEBHOOK = "webhook", "Webhook"
     API = "api", "API"
     MANUAL = "manual", "Manual"
+
+
+class ErpDocument(models.TextChoices):
+    """The kinds of financial record an ERP route sends to one ERP or another."""
+
+    CUSTOMER = "customer", "Customer master"
+    INVOICE = "invoice", "Invoices"
+    POSTING = "posting", "Time and expense postings"
+    REVENUE_SCHEDULE = "revenue_schedule", "Revenue schedules"
+    PROJECT = "project", "Project accounting"

@@ -13,6 +13,7 @@ from . import secrets as secret_box
 from .choices import (
     AuthKind,
     BillingModel,
+    ErpDocument,
     Region,
     RunStatus,
     StepStatus,
@@ -284,3 +285,77 @@ class ApiCall(models.Model):
     @property
     def retries(self) -> int:
         return max(self.attempts - 1, 0)
+
+
+class OutboxMessage(models.Model):
+    """A task for Celery, written in the same transaction as the change that caused it.
+
+    The transactional outbox: if the transaction commits, the message exists; it is handed to
+    the broker right after commit, and a sweeper re-sends what the broker did not take (an
+    outage delays work, never loses it). Consumers are idempotent, so a message sent twice
+    after a crash does no harm.
+    """
+
+    task = models.CharField(max_length=120)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=80, blank=True)
+    topic = models.CharField(max_length=80, blank=True, db_index=True)
+    key = models.CharField(max_length=160, blank=True, help_text="correlation id")
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(sent_at__isnull=True),
+                name="outbox_unsent_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "sent" if self.sent_at else "pending"
+        return f"{self.task}({self.args}) {state}"
+
+
+class ErpRoute(models.Model):
+    """ERP coexistence: which ERP receives one kind of financial record for a legal entity,
+    from a date. A phased migration adds routes with later dates (customers and invoices to
+    the cloud ERP first, project accounting later); CRM and PSA flows do not change."""
+
+    legal_entity = models.ForeignKey(
+        LegalEntity, on_delete=models.CASCADE, related_name="erp_routes"
+    )
+    document = models.CharField(max_length=20, choices=ErpDocument.choices)
+    connection = models.ForeignKey(
+        Connection,
+        on_delete=models.PROTECT,
+        related_name="erp_routes",
+        limit_choices_to={"system": SystemKind.ERP},
+    )
+    effective_from = models.DateField()
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["legal_entity", "document", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["legal_entity", "document", "effective_from"],
+                name="erp_route_unique_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.legal_entity.code} {self.get_document_display()} -> {self.connection} "
+            f"from {self.effective_from}"
+        )
+
+    def clean(self) -> None:
+        if self.connection_id and self.connection.system != SystemKind.ERP:
+            raise ValidationError({"connection": "an ERP route must name an ERP connection"})

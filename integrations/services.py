@@ -12,17 +12,23 @@ from django.db import IntegrityError, transaction
 from console import audit
 from console.models import User
 
+from . import outbox
 from .choices import RunStatus, StepStatus, Trigger
 from .models import Connection, SyncRun
+from .queues import queue_for
 
 logger = logging.getLogger(__name__)
 
 
-def enqueue_run(run_id: int) -> None:
-    """Hand a saved run to a worker once the current transaction commits."""
-    from .tasks import run_workflow
-
-    run_workflow.delay_on_commit(run_id)
+def enqueue_run(run: SyncRun) -> None:
+    """Hand a saved run to a worker through the outbox (sent once the transaction commits),
+    on the queue of the connection it came from."""
+    outbox.enqueue(
+        "integrations.run_workflow",
+        run.pk,
+        queue=queue_for(run.source_connection_id),
+        key=run.correlation_id,
+    )
 
 
 def start_run(
@@ -52,7 +58,7 @@ def start_run(
                 },
             )
             if created:
-                enqueue_run(run.pk)
+                enqueue_run(run)
     except IntegrityError:
         run, created = SyncRun.objects.get(workflow=workflow, correlation_id=correlation_id), False
     return run, created
@@ -77,13 +83,11 @@ def resume_run(run: SyncRun, *, actor: User | None = None, reason: str = "retry"
             obj=run,
             correlation_id=run.correlation_id,
         )
-        enqueue_run(run.pk)
+        enqueue_run(run)
     logger.info("run %s resumed (%s)", run.pk, reason)
     return True
 
 
 def request_poll(connection: Connection) -> None:
     """Read a connection's change streams again soon (after its failure was fixed)."""
-    from .tasks import poll_closed_won_task
-
-    transaction.on_commit(lambda: poll_closed_won_task.delay(connection.pk))
+    outbox.enqueue("integrations.poll_closed_won", connection.pk, queue=queue_for(connection))

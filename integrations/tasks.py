@@ -6,9 +6,11 @@ import logging
 
 from celery import shared_task
 
+from . import outbox
 from .choices import SystemKind, Vendor
 from .models import Connection
 from .polling import poll_closed_won
+from .queues import queue_for
 from .workflows.engine import execute_run
 
 logger = logging.getLogger(__name__)
@@ -36,5 +38,11 @@ def poll_all_crm_connections() -> int:
         ).values_list("pk", flat=True)
     )
     for pk in ids:
-        poll_closed_won_task.delay(pk)
+        poll_closed_won_task.apply_async(args=[pk], queue=queue_for(pk))
     return len(ids)
+
+
+@shared_task(name="integrations.sweep_outbox")
+def sweep_outbox() -> int:
+    """Send outbox messages the after-commit hand-off could not (see integrations.outbox)."""
+    return outbox.sweep()

@@ -130,6 +130,193 @@ class Project(CanonicalModel):
     milestones: tuple[Milestone, ...] = ()
 
 
+# -- version 1 of the delivery and finance entities (project-to-cash, resource-to-finance) ----
+Quantity = Annotated[Decimal, Field(max_digits=12, decimal_places=2, ge=0)]
+Rate = Annotated[Decimal, Field(max_digits=18, decimal_places=6, gt=0)]
+
+
+class ContractAmendment(CanonicalModel):
+    """A change to a sold contract: new total value and, where given, a new milestone plan."""
+
+    SCHEMA = ("contract_amendment", 1)
+    source_id: Code
+    opportunity_source_id: Code
+    effective_date: dt.date
+    new_total_value: Money
+    currency: CurrencyCode
+    milestones: tuple[Milestone, ...] = ()
+    reason: ShortText = ""
+
+
+class MilestoneCompletion(CanonicalModel):
+    """A billing milestone marked complete in the PSA: the trigger of milestone billing."""
+
+    SCHEMA = ("milestone_completion", 1)
+    project_key: Code
+    psa_project_id: Code
+    psa_milestone_id: Code
+    name: Name
+    amount: Money
+    currency: CurrencyCode
+    completed_on: dt.date
+
+
+class InvoiceLine(CanonicalModel):
+    SCHEMA = ("invoice_line", 1)
+    description: Name
+    quantity: Quantity = Decimal(1)
+    unit_price: Money
+    amount: Money
+    tax_code: Code | None = None
+
+
+class Invoice(CanonicalModel):
+    SCHEMA = ("invoice", 1)
+    key: Code
+    customer_erp_id: Code
+    legal_entity_code: Code
+    currency: CurrencyCode
+    invoice_date: dt.date
+    due_date: dt.date
+    lines: tuple[InvoiceLine, ...]
+    project_key: Code | None = None
+    memo: ShortText = ""
+
+
+PaymentState = Literal["open", "paid", "overdue", "cancelled"]
+
+
+class InvoiceStatus(CanonicalModel):
+    """What the ERP says of an invoice: its number, amounts and payment state."""
+
+    SCHEMA = ("invoice_status", 1)
+    erp_invoice_id: Code
+    number: ShortText
+    total: Money
+    amount_remaining: Money
+    state: PaymentState
+    due_date: dt.date | None = None
+
+
+class TimeEntry(CanonicalModel):
+    SCHEMA = ("time_entry", 1)
+    source_id: Code
+    project_key: Code
+    psa_project_id: Code
+    person_id: Code
+    work_date: dt.date
+    hours: Quantity
+    billable: bool
+    approved: bool
+    task_id: Code | None = None
+    cost_rate: Money | None = None
+    currency: CurrencyCode | None = None
+    notes: ShortText = ""
+
+
+class Expense(CanonicalModel):
+    SCHEMA = ("expense", 1)
+    source_id: Code
+    project_key: Code
+    psa_project_id: Code
+    person_id: Code
+    spent_on: dt.date
+    category: ShortText
+    amount: Money
+    currency: CurrencyCode
+    billable: bool
+    approved: bool
+    receipt_attached: bool
+    notes: ShortText = ""
+
+
+class Employee(CanonicalModel):
+    SCHEMA = ("employee", 1)
+    source_id: Code
+    first_name: ShortText = ""
+    last_name: Name
+    email: ShortText | None = None
+    legal_entity_code: Code | None = None
+    cost_centre_code: Code | None = None
+    active: bool = True
+
+
+class CostRate(CanonicalModel):
+    """An employee's labour cost per hour, from a date."""
+
+    SCHEMA = ("cost_rate", 1)
+    employee_source_id: Code
+    hourly_cost: Money
+    currency: CurrencyCode
+    effective_from: dt.date
+
+
+class CostCentre(CanonicalModel):
+    SCHEMA = ("cost_centre", 1)
+    code: Code
+    name: Name
+    active: bool = True
+
+
+class ExchangeRate(CanonicalModel):
+    SCHEMA = ("exchange_rate", 1)
+    base: CurrencyCode
+    quote: CurrencyCode
+    rate: Rate
+    effective_date: dt.date
+
+
+class Assignment(CanonicalModel):
+    """A person assigned to a project (or one task of it) for some hours."""
+
+    SCHEMA = ("assignment", 1)
+    source_id: Code
+    psa_project_id: Code
+    person_id: Code
+    task_id: Code | None = None
+    allocated_hours: Quantity | None = None
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+
+
+class PurchaseOrder(CanonicalModel):
+    SCHEMA = ("purchase_order", 1)
+    source_id: Code
+    vendor_name: Name
+    project_key: Code
+    amount: Money
+    currency: CurrencyCode
+    ordered_on: dt.date
+
+
+class SubcontractorCharge(CanonicalModel):
+    SCHEMA = ("subcontractor_charge", 1)
+    source_id: Code
+    vendor_name: Name
+    project_key: Code
+    amount: Money
+    currency: CurrencyCode
+    incurred_on: dt.date
+    purchase_order_source_id: Code | None = None
+
+
+class RevenueScheduleLine(CanonicalModel):
+    SCHEMA = ("revenue_schedule_line", 1)
+    period_start: dt.date
+    amount: Money
+
+
+class RevenueSchedule(CanonicalModel):
+    """When a contract's revenue is recognised, from its billing model."""
+
+    SCHEMA = ("revenue_schedule", 1)
+    contract_key: Code
+    billing_model: BillingModel
+    currency: CurrencyCode
+    total: Money
+    lines: tuple[RevenueScheduleLine, ...]
+
+
 SCHEMAS: dict[tuple[str, int], type[CanonicalModel]] = {
     cls.SCHEMA: cls
     for cls in (
@@ -142,6 +329,22 @@ SCHEMAS: dict[tuple[str, int], type[CanonicalModel]] = {
         Milestone,
         Budget,
         Project,
+        ContractAmendment,
+        MilestoneCompletion,
+        InvoiceLine,
+        Invoice,
+        InvoiceStatus,
+        TimeEntry,
+        Expense,
+        Employee,
+        CostRate,
+        CostCentre,
+        ExchangeRate,
+        Assignment,
+        PurchaseOrder,
+        SubcontractorCharge,
+        RevenueScheduleLine,
+        RevenueSchedule,
     )
 }
 

@@ -28,7 +28,17 @@ STANDINS: dict[str, tuple[str, int]] = {
     "salesforce": ("integrations.standins.salesforce:create_app", 8101),
     "netsuite": ("integrations.standins.netsuite:create_app", 8102),
     "kantata": ("integrations.standins.kantata:create_app", 8103),
+    # a second NetSuite account: the "legacy ERP" of the demo's phased migration
+    "netsuite_legacy": ("integrations.standins.server:create_legacy_netsuite", 8104),
 }
+
+LEGACY_NETSUITE_ACCOUNT = "TSTDRV7654321"
+
+
+def create_legacy_netsuite() -> Starlette:
+    from .netsuite import NetSuiteState, create_app
+
+    return create_app(NetSuiteState(account_id=LEGACY_NETSUITE_ACCOUNT))
 
 
 def create_standin_app(vendor: str) -> Starlette:

@@ -12,6 +12,7 @@ from integrations.choices import SystemKind
 from integrations.connectors.http import ConnectorHttpClient
 from integrations.connectors.registry import build_client
 from integrations.models import Connection, SyncRun
+from integrations.routing import erp_for
 
 from .failures import StepError
 
@@ -26,9 +27,17 @@ class Step:
     entity_type: ClassVar[str] = ""
     #: the system this step talks to, for classifying vendor errors
     system: ClassVar[str] = ""
+    #: for ERP steps: the kind of financial record, which picks the ERP (coexistence routing)
+    erp_document: ClassVar[str] = ""
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         raise NotImplementedError
+
+    def connection(self, ctx: StepContext) -> Connection:
+        """The connection this step writes to or reads from."""
+        if self.system == SystemKind.ERP and self.erp_document:
+            return ctx.erp(self.erp_document)
+        return ctx.connection(self.system)
 
     def entity_ref(self, ctx: StepContext) -> str:
         return ctx.run.correlation_id
@@ -75,6 +84,10 @@ class StepContext:
         if system == SystemKind.CRM and self.run.source_connection_id:
             return self.run.source_connection
         return primary_connection(system)
+
+    def erp(self, document: str) -> Connection:
+        """The ERP that receives `document` records for the run's legal entity today."""
+        return erp_for(self.run.legal_entity_code, document)
 
     def client(self, connection: Connection) -> Any:
         """A client for `connection`, shared by the run's steps, reporting to `on_call`."""

@@ -100,7 +100,7 @@ def _fail(run: SyncRun, record: SyncStep, step, ctx: StepContext, exc: Exception
     connection_id = None
     if step.system:
         try:
-            connection_id = ctx.connection(step.system).pk
+            connection_id = step.connection(ctx).pk
         except Exception:  # no connection: the failure itself says so
             connection_id = None
     failure = describe_failure(

@@ -17,7 +17,7 @@ from console import audit
 from integrations import bindings
 from integrations.canonical import schemas
 from integrations.canonical.errors import MappingError
-from integrations.choices import SystemKind
+from integrations.choices import ErpDocument, SystemKind
 from integrations.connectors.kantata import mapping as kantata_mapping
 from integrations.connectors.netsuite import mapping as netsuite_mapping
 from integrations.connectors.salesforce import mapping as salesforce_mapping
@@ -47,7 +47,7 @@ class FetchDeal(Step):
         return deal_id(ctx)
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        crm = ctx.client(ctx.connection(SystemKind.CRM))
+        crm = ctx.client(self.connection(ctx))
         record = crm.get_opportunity(deal_id(ctx))
         try:
             opp = salesforce_mapping.opportunity_from_salesforce(record)
@@ -81,6 +81,7 @@ class FetchDeal(Step):
 class CheckLegalEntity(Step):
     name = "check_legal_entity"
     system = SystemKind.ERP
+    erp_document = ErpDocument.CUSTOMER
     entity_type = "legal_entity"
 
     def entity_ref(self, ctx: StepContext) -> str:
@@ -97,7 +98,7 @@ class CheckLegalEntity(Step):
                 entity_type="legal_entity",
                 entity_ref=code,
             )
-        erp = ctx.connection(SystemKind.ERP)
+        erp = self.connection(ctx)
         subsidiary_id = bindings.lookup(erp, "legal_entity", code)
         if subsidiary_id is None:
             raise StepError(
@@ -135,6 +136,7 @@ class CheckLegalEntity(Step):
 class EnsureErpCustomer(Step):
     name = "ensure_erp_customer"
     system = SystemKind.ERP
+    erp_document = ErpDocument.CUSTOMER
     entity_type = "customer"
     rejection_code = "customer_rejected_by_erp"
 
@@ -146,7 +148,7 @@ class EnsureErpCustomer(Step):
         opp = opportunity(ctx)
         customer = opp.customer
         key = f"crm-account:{customer.source_id}"
-        erp = ctx.connection(SystemKind.ERP)
+        erp = self.connection(ctx)
         bound = bindings.lookup(erp, "customer", key)
         if bound:
             return {"erp_customer_id": bound, "created": False}
@@ -199,7 +201,7 @@ class ProvisionProject(Step):
                 entity_ref=opp.project_template,
             )
         project = plan_project(opp, template)
-        psa = ctx.connection(SystemKind.PSA)
+        psa = self.connection(ctx)
         client = ctx.client(psa)
         marker = kantata_mapping.make_marker(project.key)
         workspace = client.find_workspace_by_reference(project.key)
@@ -247,7 +249,7 @@ class WriteBackCrm(Step):
         return deal_id(ctx)
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        crm = ctx.connection(SystemKind.CRM)
+        crm = self.connection(ctx)
         fields = salesforce_mapping.opportunity_writeback(
             ctx.output("ensure_erp_customer")["erp_customer_id"],
             ctx.output("provision_project")["psa_project_id"],

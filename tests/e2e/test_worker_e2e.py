@@ -24,6 +24,7 @@ from exceptions.models import IntegrationException
 from integrations.choices import RunStatus
 from integrations.connectors.registry import build_client
 from integrations.models import ApiCall, Connection, SyncRun
+from integrations.queues import all_queues
 from integrations.tasks import poll_closed_won_task
 
 pytestmark = [pytest.mark.e2e]
@@ -75,6 +76,8 @@ def worker(demo) -> Iterator[subprocess.Popen]:
             "2",
             "--loglevel",
             "WARNING",
+            "--queues",
+            ",".join(all_queues()),
             "--without-gossip",
             "--without-mingle",
             "--hostname",
@@ -119,7 +122,7 @@ def test_closed_won_deals_flow_through_a_real_worker(demo, worker):
     assert ApiCall.objects.filter(connection__vendor="netsuite").exists()
 
     # Finance fixes the subsidiary's tax registration in the ERP and retries.
-    erp = Connection.objects.get(vendor="netsuite")
+    erp = Connection.objects.get(name="NetSuite (demo)")
     with build_client(erp) as client:
         client.update_record("subsidiary", "3", DE_TAX_FIX)
     finance = User.objects.get(username="finance")

@@ -3,6 +3,8 @@ Retry buttons, the detail page (escaped, truncated payloads) and the retry actio
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -13,6 +15,7 @@ from exceptions.choices import ExceptionCode, ExceptionStatus
 from exceptions.models import IntegrationException, Queue
 from exceptions.views import PAYLOAD_DISPLAY_CHARS
 from integrations.choices import RunStatus
+from integrations.models import OutboxMessage
 from tests.factories import make_exception, make_queue, make_run, make_team, make_user
 
 pytestmark = pytest.mark.django_db
@@ -36,11 +39,14 @@ def resolver(finance_queue: Queue) -> User:
 
 
 @pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Run ids handed to the worker (the worker itself is tested elsewhere)."""
-    calls: list[int] = []
-    monkeypatch.setattr("integrations.services.enqueue_run", calls.append)
-    return calls
+def enqueued() -> Callable[[], list[int]]:
+    """The run ids written to the outbox for a worker (the worker is tested elsewhere; these
+    tests run in a transaction that never commits, so nothing is sent)."""
+
+    def runs() -> list[int]:
+        return [m.args[0] for m in OutboxMessage.objects.filter(task="integrations.run_workflow")]
+
+    return runs
 
 
 def signed_in(user: User) -> Client:
@@ -217,7 +223,7 @@ def test_detail_truncates_huge_payload(resolver: User, finance_queue: Queue) -> 
 
 
 def test_retry_refused_for_another_teams_member(
-    finance_queue: Queue, pmo_queue: Queue, enqueued: list[int]
+    finance_queue: Queue, pmo_queue: Queue, enqueued: Callable[[], list[int]]
 ) -> None:
     exc = make_exception(finance_queue)
     outsider = make_user("pat", team=pmo_queue.team)
@@ -225,7 +231,7 @@ def test_retry_refused_for_another_teams_member(
     assert response.redirect_chain[-1][0] == exc.get_absolute_url()
     assert b"Only members of Finance with a resolver role can retry." in response.content
     assert b"message-error" in response.content
-    assert enqueued == []
+    assert enqueued() == []
     exc.refresh_from_db()
     assert exc.status == ExceptionStatus.OPEN
     assert exc.run.status == RunStatus.FAILED
@@ -233,7 +239,7 @@ def test_retry_refused_for_another_teams_member(
 
 
 def test_retry_queues_the_run_and_goes_back(
-    resolver: User, finance_queue: Queue, enqueued: list[int]
+    resolver: User, finance_queue: Queue, enqueued: Callable[[], list[int]]
 ) -> None:
     exc = make_exception(finance_queue)
     queue_url = finance_queue.get_absolute_url() + "?legal_entity_code=DE01"
@@ -243,14 +249,14 @@ def test_retry_queues_the_run_and_goes_back(
     assert response.redirect_chain[0][0] == queue_url
     assert b"Retry queued" in response.content
     assert b"message-success" in response.content
-    assert enqueued == [exc.run_id]
+    assert enqueued() == [exc.run_id]
     exc.refresh_from_db()
     assert exc.status == ExceptionStatus.RETRYING
     assert AuditEvent.objects.filter(action="exception.retry", object_id=str(exc.pk)).exists()
 
 
 def test_retry_ignores_an_unsafe_next(
-    resolver: User, finance_queue: Queue, enqueued: list[int]
+    resolver: User, finance_queue: Queue, enqueued: Callable[[], list[int]]
 ) -> None:
     exc = make_exception(finance_queue)
     response = signed_in(resolver).post(
@@ -261,10 +267,10 @@ def test_retry_ignores_an_unsafe_next(
 
 
 def test_retry_of_a_resolved_exception_is_refused(
-    resolver: User, finance_queue: Queue, enqueued: list[int]
+    resolver: User, finance_queue: Queue, enqueued: Callable[[], list[int]]
 ) -> None:
     exc = make_exception(finance_queue, status=ExceptionStatus.RESOLVED)
     response = signed_in(resolver).post(reverse("exceptions:retry", args=[exc.pk]), follow=True)
     assert b"already resolved" in response.content
-    assert enqueued == []
+    assert enqueued() == []
     assert IntegrationException.objects.get(pk=exc.pk).status == ExceptionStatus.RESOLVED

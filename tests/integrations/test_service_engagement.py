@@ -47,7 +47,7 @@ def exception(code: str) -> IntegrationException:
 
 
 def fix_tax_configuration() -> None:
-    erp = Connection.objects.get(vendor="netsuite")
+    erp = Connection.objects.get(name="NetSuite (demo)")
     with build_client(erp) as client:
         client.update_record("subsidiary", "3", DE_TAX_FIX)
 
