@@ -221,6 +221,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("POLL_INTERVAL_SECONDS", default=15.0),
     },
     "outbox-sweep": {"task": "integrations.sweep_outbox", "schedule": 5.0},
+    "detect-stuck-transactions": {"task": "integrations.detect_stuck", "schedule": 60.0},
 }
 
 # -- Throughline -----------------------------------------------------------------------------
@@ -239,6 +240,12 @@ CONNECTOR_RETRY = {
     "max_attempts": env.int("CONNECTOR_MAX_ATTEMPTS", default=4),
     "backoff_initial": env.float("CONNECTOR_BACKOFF_INITIAL", default=0.5),
     "backoff_max": env.float("CONNECTOR_BACKOFF_MAX", default=30.0),
+}
+#: How long a business transaction may take to reach a milestone before it counts as stuck
+#: (seconds): a closed-won deal gets its project, a completed milestone its invoice.
+EXPECTATIONS = {
+    "project_provisioned": env.int("EXPECT_PROJECT_WITHIN_SECONDS", default=3600),
+    "invoice_created": env.int("EXPECT_INVOICE_WITHIN_SECONDS", default=86400),
 }
 #: A run left "running" longer than this is taken over by the next worker (a lost worker).
 RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=600)

@@ -26,6 +26,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("", include("integrations.urls")),
     path("exceptions/", include("exceptions.urls")),
+    path("", include("dashboards.urls")),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]

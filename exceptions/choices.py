@@ -33,4 +33,5 @@ class ExceptionCode(models.TextChoices):
     MAPPING_ERROR = "mapping_error", "Data does not fit the mapping"
     VENDOR_RESPONSE_INVALID = "vendor_response_invalid", "Vendor answered with invalid data"
     CONNECTION_MISSING = "connection_missing", "No connection configured"
+    TRANSACTION_STUCK = "transaction_stuck", "Transaction stuck"
     INTERNAL_ERROR = "internal_error", "Internal error"

@@ -153,6 +153,22 @@ RULES: dict[str, Rule] = {
         "Data read from a vendor does not fit Throughline's canonical model.",
         "Read the field problems below; fix the data at its source or the mapping, then Retry.",
     ),
+    "stuck_project_provisioned": Rule(
+        C.TRANSACTION_STUCK,
+        B,
+        TeamKind.PMO,
+        "A closed-won deal has no project yet, past the time allowed, although no call "
+        "reported a failure.",
+        "Open the transaction's trace to see where it stopped; push the run through or fix "
+        "what holds it.",
+    ),
+    "stuck_invoice_created": Rule(
+        C.TRANSACTION_STUCK,
+        B,
+        TeamKind.FINANCE,
+        "A completed milestone has no invoice yet, past the time allowed.",
+        "Open the transaction's trace to see where it stopped, then retry or raise the invoice.",
+    ),
     "internal_error": Rule(
         C.INTERNAL_ERROR,
         T,

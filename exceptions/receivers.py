@@ -6,12 +6,19 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from integrations.models import Connection, SyncRun, SyncStep
-from integrations.signals import poll_failed, poll_succeeded, run_succeeded, step_failed
+from integrations.models import Connection, Expectation, SyncRun, SyncStep
+from integrations.signals import (
+    expectation_met,
+    poll_failed,
+    poll_succeeded,
+    run_succeeded,
+    step_failed,
+    transaction_stuck,
+)
 from integrations.workflows.failures import StepFailure
 
 from . import services
-from .choices import ExceptionStatus
+from .choices import ExceptionCode, ExceptionStatus
 from .models import IntegrationException
 
 
@@ -46,3 +53,35 @@ def on_poll_succeeded(sender: Any, connection: Connection, stream: str, **kw: An
     )
     if stale:
         services.resolve(stale, reason=f"Reading {stream} from {connection} works again.")
+
+
+@receiver(transaction_stuck, sender=Expectation, dispatch_uid="exceptions.transaction_stuck")
+def on_transaction_stuck(sender: Any, expectation: Expectation, **kw: Any) -> None:
+    failure = StepFailure(
+        kind="business",
+        code=f"stuck_{expectation.milestone}",
+        message=(
+            f"{expectation.milestone.replace('_', ' ').capitalize()} was expected by "
+            f"{expectation.due_at:%Y-%m-%d %H:%M} UTC."
+        ),
+        entity_type="transaction",
+        entity_ref=expectation.business_key,
+    )
+    services.open_exception(
+        failure,
+        key=(expectation.milestone,),
+        region=expectation.region,
+        legal_entity_code=expectation.legal_entity_code,
+    )
+
+
+@receiver(expectation_met, sender=Expectation, dispatch_uid="exceptions.expectation_met")
+def on_expectation_met(sender: Any, expectation: Expectation, **kw: Any) -> None:
+    stuck = list(
+        IntegrationException.objects.filter(
+            code=ExceptionCode.TRANSACTION_STUCK,
+            entity_type="transaction",
+            entity_ref=expectation.business_key,
+        ).exclude(status=ExceptionStatus.RESOLVED)
+    )
+    services.resolve(stuck, reason=f"The transaction reached {expectation.milestone}.")

@@ -35,10 +35,13 @@ def open_exception(
     run: SyncRun | None = None,
     step: SyncStep | None = None,
     key: tuple[str, ...] = (),
+    region: str = "",
+    legal_entity_code: str = "",
 ) -> IntegrationException:
     """Record a failure: a new exception, or one more occurrence of the open one."""
     result = classify(failure)
-    region = run.region if run is not None else ""
+    region = run.region if run is not None else region
+    legal_entity_code = run.legal_entity_code if run is not None else legal_entity_code
     print_ = fingerprint(result.code, failure.entity_type, failure.entity_ref, *key)
     now = timezone.now()
     existing = (
@@ -76,7 +79,7 @@ def open_exception(
         connection=connection,
         entity_type=failure.entity_type,
         entity_ref=failure.entity_ref[:120],
-        legal_entity_code=run.legal_entity_code if run is not None else "",
+        legal_entity_code=legal_entity_code,
         region=region,
         payload=failure.payload,
         vendor_error=failure.vendor_error or {"details": failure.details},

@@ -11,9 +11,13 @@ from django.http import HttpRequest
 
 from .models import (
     ApiCall,
+    BusinessTimestamp,
     Connection,
+    ErpRoute,
+    Expectation,
     ExternalBinding,
     LegalEntity,
+    OutboxMessage,
     ProjectTemplate,
     SyncRun,
     SyncStep,
@@ -194,3 +198,31 @@ class ApiCallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["connection"]
     search_fields = ["operation", "path", "idempotency_key"]
     show_full_result_count = False
+
+
+@admin.register(ErpRoute)
+class ErpRouteAdmin(admin.ModelAdmin):
+    list_display = ["legal_entity", "document", "connection", "effective_from", "note"]
+    list_filter = ["document", "connection", "legal_entity"]
+    ordering = ["legal_entity__code", "document", "-effective_from"]
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "task", "queue", "topic", "key", "created_at", "sent_at", "attempts"]
+    list_filter = ["task", "queue", ("sent_at", admin.EmptyFieldListFilter)]
+    search_fields = ["key", "task"]
+
+
+@admin.register(Expectation)
+class ExpectationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["business_key", "milestone", "due_at", "met_at", "stuck_at"]
+    list_filter = ["milestone", ("met_at", admin.EmptyFieldListFilter)]
+    search_fields = ["business_key"]
+
+
+@admin.register(BusinessTimestamp)
+class BusinessTimestampAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["business_key", "name", "at", "source"]
+    list_filter = ["name"]
+    search_fields = ["business_key"]

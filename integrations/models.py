@@ -195,6 +195,12 @@ class SyncRun(models.Model):
 
     workflow = models.CharField(max_length=60, db_index=True)
     correlation_id = models.CharField(max_length=120, db_index=True)
+    business_key = models.CharField(
+        max_length=120,
+        blank=True,
+        db_index=True,
+        help_text="the business transaction (deal) this run belongs to, for its trace",
+    )
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     status = models.CharField(
         max_length=10, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
@@ -359,3 +365,47 @@ class ErpRoute(models.Model):
     def clean(self) -> None:
         if self.connection_id and self.connection.system != SystemKind.ERP:
             raise ValidationError({"connection": "an ERP route must name an ERP connection"})
+
+
+class Expectation(models.Model):
+    """A business transaction must reach a milestone by a deadline (a closed-won deal gets a
+    project within an hour, a completed milestone an invoice within a day); one that has not
+    is stuck, even when no call failed."""
+
+    business_key = models.CharField(max_length=120, db_index=True)
+    milestone = models.CharField(max_length=60)
+    due_at = models.DateTimeField(db_index=True)
+    met_at = models.DateTimeField(null=True, blank=True)
+    stuck_at = models.DateTimeField(null=True, blank=True)
+    legal_entity_code = models.CharField(max_length=20, blank=True)
+    region = models.CharField(max_length=10, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["due_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["business_key", "milestone"], name="expectation_unique")
+        ]
+
+    def __str__(self) -> str:
+        state = "met" if self.met_at else ("stuck" if self.stuck_at else "pending")
+        return f"{self.business_key} {self.milestone} by {self.due_at:%Y-%m-%d %H:%M} ({state})"
+
+
+class BusinessTimestamp(models.Model):
+    """When a business transaction passed a point (quote sent, closed-won, customer ready,
+    project provisioned, invoiced, paid): the raw material of the cycle-time KPIs."""
+
+    business_key = models.CharField(max_length=120, db_index=True)
+    name = models.CharField(max_length=60)
+    at = models.DateTimeField()
+    source = models.CharField(max_length=60, blank=True)
+
+    class Meta:
+        ordering = ["at"]
+        constraints = [
+            models.UniqueConstraint(fields=["business_key", "name"], name="timestamp_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.business_key} {self.name} at {self.at:%Y-%m-%d %H:%M}"

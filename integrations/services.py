@@ -5,14 +5,16 @@ broker, is the record of what happened."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from console import audit
 from console.models import User
 
-from . import outbox
+from . import outbox, timeline
 from .choices import RunStatus, StepStatus, Trigger
 from .models import Connection, SyncRun
 from .queues import queue_for
@@ -39,6 +41,7 @@ def start_run(
     source_connection: Connection | None = None,
     payload: dict[str, Any] | None = None,
     title: str = "",
+    business_key: str = "",
 ) -> tuple[SyncRun, bool]:
     """Create the run of `workflow` for a business transaction, once; enqueue it if new.
 
@@ -55,13 +58,24 @@ def start_run(
                     "source_connection": source_connection,
                     "input": payload or {},
                     "title": title[:255],
+                    "business_key": business_key or correlation_id,
                 },
             )
             if created:
+                _expect_milestone(run)
                 enqueue_run(run)
     except IntegrityError:
         run, created = SyncRun.objects.get(workflow=workflow, correlation_id=correlation_id), False
     return run, created
+
+
+def _expect_milestone(run: SyncRun) -> None:
+    from .workflows.registry import get_workflow
+
+    milestone = get_workflow(run.workflow).milestone
+    seconds = settings.EXPECTATIONS.get(milestone) if milestone else None
+    if seconds:
+        timeline.expect(run.business_key, milestone, timedelta(seconds=seconds))
 
 
 def resume_run(run: SyncRun, *, actor: User | None = None, reason: str = "retry") -> bool:

@@ -15,3 +15,7 @@ step_failed = Signal()
 run_succeeded = Signal()
 poll_failed = Signal()
 poll_succeeded = Signal()
+#: a business transaction missed a deadline (`expectation`: integrations.models.Expectation)
+transaction_stuck = Signal()
+#: a business transaction reached a milestone it was expected to reach
+expectation_met = Signal()

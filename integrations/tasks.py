@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from . import outbox
+from . import outbox, timeline
 from .choices import SystemKind, Vendor
 from .models import Connection
 from .polling import poll_closed_won
@@ -46,3 +46,9 @@ def poll_all_crm_connections() -> int:
 def sweep_outbox() -> int:
     """Send outbox messages the after-commit hand-off could not (see integrations.outbox)."""
     return outbox.sweep()
+
+
+@shared_task(name="integrations.detect_stuck")
+def detect_stuck() -> int:
+    """Flag business transactions that missed a deadline (see integrations.timeline)."""
+    return timeline.detect_stuck()

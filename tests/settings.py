@@ -18,3 +18,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast log
 # Vendor retries still happen in tests, without the production backoff delays.
 CONNECTOR_RETRY = {"max_attempts": 4, "backoff_initial": 0.01, "backoff_max": 0.05}
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (whitenoise looks for it)
+
+# One SQLite test database per test process, so two test runs on one machine never share it.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    DATABASES["default"]["TEST"]["NAME"] = str(_VAR / f"test-{os.getpid()}.sqlite3")  # noqa: F405

@@ -44,11 +44,16 @@ class Step:
 
 
 class Workflow:
-    """A named composite service: its steps in order."""
+    """A named composite service: its steps in order.
+
+    `milestone` names what the business transaction reaches when the workflow succeeds
+    (settings.EXPECTATIONS says how long that may take before the transaction is stuck).
+    """
 
     name: ClassVar[str]
     title: ClassVar[str]
     steps: ClassVar[list[Step]]
+    milestone: ClassVar[str] = ""
 
     def step_names(self) -> list[str]:
         return [s.name for s in self.steps]

@@ -13,6 +13,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from integrations import timeline
 from integrations.choices import RunStatus, StepStatus
 from integrations.models import SyncRun, SyncStep
 from integrations.signals import run_succeeded, step_failed
@@ -89,6 +90,8 @@ def execute_run(run_id: int) -> SyncRun | None:
             run.error = {}
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "error", "finished_at"])
+            if workflow.milestone and run.business_key:
+                timeline.meet(run.business_key, workflow.milestone)
             run_succeeded.send(sender=SyncRun, run=run)
         logger.info("run %s (%s %s) succeeded", run.pk, run.workflow, run.correlation_id)
         return run

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from console import audit
-from integrations import bindings
+from integrations import bindings, timeline
 from integrations.canonical import schemas
 from integrations.canonical.errors import MappingError
 from integrations.choices import ErpDocument, SystemKind
@@ -151,6 +151,7 @@ class EnsureErpCustomer(Step):
         erp = self.connection(ctx)
         bound = bindings.lookup(erp, "customer", key)
         if bound:
+            timeline.stamp(ctx.run.business_key, "customer_ready", source=erp.name)
             return {"erp_customer_id": bound, "created": False}
         client = ctx.client(erp)
         external_id = f"TL-{customer.source_id}"
@@ -172,6 +173,7 @@ class EnsureErpCustomer(Step):
         )
         internal_id = client.upsert_by_external_id("customer", external_id, body)
         bindings.bind(erp, "customer", key, internal_id, run=ctx.run)
+        timeline.stamp(ctx.run.business_key, "customer_ready", source=erp.name)
         audit.record(
             "erp.customer.upserted",
             f"Customer {customer.name} upserted in {erp.name} as {internal_id}",
@@ -221,6 +223,7 @@ class ProvisionProject(Step):
             workspace_id, [kantata_mapping.story_from_milestone(m) for m in project.milestones]
         )
         bindings.bind(psa, "project", project.key, workspace_id, run=ctx.run)
+        timeline.stamp(ctx.run.business_key, "project_provisioned", source=psa.name)
         if created:
             audit.record(
                 "psa.project.created",
@@ -268,6 +271,7 @@ class WriteBackCrm(Step):
 class CreateServiceEngagement(Workflow):
     name = WORKFLOW
     title = "Create service engagement"
+    milestone = "project_provisioned"
     steps = [
         FetchDeal(),
         CheckLegalEntity(),
