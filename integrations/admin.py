@@ -16,6 +16,7 @@ from .models import (
     ErpRoute,
     Expectation,
     ExternalBinding,
+    InboundEvent,
     LegalEntity,
     OutboxMessage,
     ProjectTemplate,
@@ -226,3 +227,10 @@ class BusinessTimestampAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["business_key", "name", "at", "source"]
     list_filter = ["name"]
     search_fields = ["business_key"]
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["received_at", "event_type", "source", "idempotency_key", "status", "run"]
+    list_filter = ["status", "event_type", "source"]
+    search_fields = ["idempotency_key"]

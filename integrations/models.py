@@ -409,3 +409,38 @@ class BusinessTimestamp(models.Model):
 
     def __str__(self) -> str:
         return f"{self.business_key} {self.name} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class InboundEvent(models.Model):
+    """An event handed to Throughline from outside (a vendor webhook, an iPaaS flow, an
+    in-house app): kept as received, whether accepted or rejected, so nothing is lost and a
+    repeat with the same idempotency key is recognised."""
+
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+
+    source = models.CharField(max_length=120)
+    event_type = models.CharField(max_length=80)
+    idempotency_key = models.CharField(max_length=200, db_index=True)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error = models.CharField(max_length=1000, blank=True)
+    run = models.ForeignKey(
+        SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_events"
+    )
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            # a rejected event does not reserve its key: the corrected resend may use it
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=models.Q(status="accepted"),
+                name="inbound_unique_accepted_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} from {self.source} ({self.status})"
