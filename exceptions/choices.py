@@ -34,4 +34,5 @@ class ExceptionCode(models.TextChoices):
     VENDOR_RESPONSE_INVALID = "vendor_response_invalid", "Vendor answered with invalid data"
     CONNECTION_MISSING = "connection_missing", "No connection configured"
     TRANSACTION_STUCK = "transaction_stuck", "Transaction stuck"
+    SYSTEM_OF_RECORD_VIOLATION = "system_of_record_violation", "System-of-record violation"
     INTERNAL_ERROR = "internal_error", "Internal error"

@@ -169,6 +169,33 @@ RULES: dict[str, Rule] = {
         "A completed milestone has no invoice yet, past the time allowed.",
         "Open the transaction's trace to see where it stopped, then retry or raise the invoice.",
     ),
+    "sor_violation_crm": Rule(
+        C.SYSTEM_OF_RECORD_VIOLATION,
+        B,
+        TeamKind.SALES_OPS,
+        "Someone changed, in the CRM, data that another system owns. Throughline did not "
+        "pass the change on, so the systems now disagree.",
+        "Make the change in the owning system (named below) and undo it in the CRM; "
+        "Throughline then syncs it everywhere. Resolve this exception when done.",
+    ),
+    "sor_violation_psa": Rule(
+        C.SYSTEM_OF_RECORD_VIOLATION,
+        B,
+        TeamKind.PMO,
+        "Someone changed, in the PSA, data that another system owns. Throughline did not "
+        "pass the change on, so the systems now disagree.",
+        "Make the change in the owning system (named below) and undo it in the PSA; "
+        "Throughline then syncs it everywhere. Resolve this exception when done.",
+    ),
+    "sor_violation_erp": Rule(
+        C.SYSTEM_OF_RECORD_VIOLATION,
+        B,
+        TeamKind.FINANCE,
+        "Someone changed, in the ERP, data that another system owns. Throughline did not "
+        "pass the change on, so the systems now disagree.",
+        "Make the change in the owning system (named below) and undo it in the ERP; "
+        "Throughline then syncs it everywhere. Resolve this exception when done.",
+    ),
     "internal_error": Rule(
         C.INTERNAL_ERROR,
         T,

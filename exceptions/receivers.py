@@ -9,6 +9,7 @@ from django.dispatch import receiver
 from integrations.models import Connection, Expectation, SyncRun, SyncStep
 from integrations.signals import (
     expectation_met,
+    governance_violation,
     poll_failed,
     poll_succeeded,
     run_succeeded,
@@ -85,3 +86,27 @@ def on_expectation_met(sender: Any, expectation: Expectation, **kw: Any) -> None
         ).exclude(status=ExceptionStatus.RESOLVED)
     )
     services.resolve(stuck, reason=f"The transaction reached {expectation.milestone}.")
+
+
+@receiver(governance_violation, sender=Connection, dispatch_uid="exceptions.governance")
+def on_governance_violation(
+    sender: Any,
+    connection: Connection,
+    entity_type: str,
+    external_id: str,
+    violations: dict[str, str],
+    values: dict[str, Any],
+    **kw: Any,
+) -> None:
+    owners = ", ".join(f"{name} (owned by {owner.upper()})" for name, owner in violations.items())
+    failure = StepFailure(
+        kind="business",
+        code=f"sor_violation_{connection.system}",
+        message=f"{connection.name} changed {owners} of {entity_type} {external_id}.",
+        entity_type=entity_type,
+        entity_ref=str(external_id),
+        connection_id=connection.pk,
+        details={"violations": violations},
+        payload={"changed": values},
+    )
+    services.open_exception(failure, key=(connection.name, *sorted(violations)))

@@ -444,3 +444,24 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} from {self.source} ({self.status})"
+
+
+class WriteLedger(models.Model):
+    """What Throughline last wrote to one record of a connected system (a hash per field), so
+    a change event that only reports Throughline's own write is recognised and dropped."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
+    entity_type = models.CharField(max_length=40)
+    external_id = models.CharField(max_length=120)
+    field_hashes = models.JSONField(default=dict)
+    written_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "entity_type", "external_id"], name="ledger_unique_record"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection} {self.entity_type} {self.external_id}"

@@ -19,3 +19,6 @@ poll_succeeded = Signal()
 transaction_stuck = Signal()
 #: a business transaction reached a milestone it was expected to reach
 expectation_met = Signal()
+#: a system changed data it does not own (integrations.governance): connection, entity_type,
+#: external_id, violations {field: owning system}, values {field: value}
+governance_violation = Signal()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from console import audit
-from integrations import bindings, timeline
+from integrations import bindings, governance, timeline
 from integrations.canonical import schemas
 from integrations.canonical.errors import MappingError
 from integrations.choices import ErpDocument, SystemKind
@@ -258,6 +258,7 @@ class WriteBackCrm(Step):
             ctx.output("provision_project")["psa_project_id"],
         )
         ctx.client(crm).update("Opportunity", deal_id(ctx), fields)
+        governance.record_write(crm, "opportunity", deal_id(ctx), fields)
         audit.record(
             "crm.opportunity.written_back",
             f"ERP and PSA ids written to opportunity {deal_id(ctx)} in {crm.name}",
