@@ -7,6 +7,7 @@ This module is project wiring, like settings: it names every app on purpose.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +172,7 @@ def seed(
     }
     salesforce.set_secrets(
         {
+            "webhook_secret": old.get("webhook_secret") or secrets.token_urlsafe(32),
             "consumer_key": SALESFORCE_CONSUMER_KEY,
             "private_key": _key_pair(
                 keys_dir, "salesforce", SALESFORCE_CONSUMER_KEY, old.get("private_key")

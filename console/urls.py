@@ -6,6 +6,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from integrations import webhooks as integrations_webhooks
+
 from . import views
 
 api_v1 = [
@@ -24,6 +26,11 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
+    path(
+        "webhooks/salesforce/<int:connection_id>/",
+        integrations_webhooks.salesforce,
+        name="webhook-salesforce",
+    ),
     path("", include("integrations.urls")),
     path("exceptions/", include("exceptions.urls")),
     path("", include("dashboards.urls")),

@@ -26,17 +26,19 @@ limit it is 403 `REQUEST_LIMIT_EXCEEDED`. No, bad, revoked or expired token: 401
 `INVALID_SESSION_ID`. Error bodies are arrays of `{message, errorCode[, fields]}`.
 
 SOQL: an honest subset - `SELECT f, Parent.f, ... FROM Object [WHERE cmp AND cmp ...]
-[ORDER BY f [ASC|DESC] [NULLS FIRST|LAST]] [LIMIT n]`, comparisons `= != <> < > <= >=` and
+[ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], ...] [LIMIT n]`, comparisons `= != <> < > <= >=` and
 `IN (...)` against string, number, true/false, null, date (`2026-11-26`) and datetime
 (`2026-11-26T10:00:00Z`) literals, type-checked against the field like Salesforce does (a
-quoted datetime is an error). Parent fields (`Account.Name`) resolve through `AccountId`.
+quoted datetime is an error). Parent fields (`Account.Name`, `Opportunity.Name`,
+`Opportunity__r.Name`) resolve through their lookup field.
 Field and object names are case-insensitive, string `=` is case-insensitive, 15-char ids
 match their 18-char form. Anything else (OR, NOT, LIKE, functions, sub-queries, date
 literals such as TODAY) answers 400 `MALFORMED_QUERY`. Pages hold `state.page_size` records
 (200 by default); `nextRecordsUrl` is `/services/data/vNN.N/query/01g...-<offset>`.
 
-Records: `Id` (18-char ids, key prefixes 001 Account, 003 Contact, 006 Opportunity; 15-char
-forms are accepted), `CreatedDate`, `LastModifiedDate`, `SystemModstamp` (second precision,
+Records: `Id` (18-char ids, key prefixes 001 Account, 003 Contact, 006 Opportunity, 0Q0 Quote,
+008 OpportunityHistory, a01 Contract_Amendment__c, a02 Throughline_Invoice__c; 15-char forms
+are accepted), `CreatedDate`, `LastModifiedDate`, `SystemModstamp` (second precision,
 `2026-11-25T10:22:00.000+0000`) stamped on every write - also on edits through the
 `/__standin__/records/...` control surface, so the demo can "close" a deal by hand. Setting
 an Opportunity's `StageName` to "Closed Won" sets IsClosed and IsWon, "Closed Lost" IsClosed
@@ -44,7 +46,80 @@ only, any other stage neither. Writable custom fields: `VAT_Number__c` (Account)
 `Legal_Entity__c`, `Project_Template__c`, `Throughline_ERP_Customer_Id__c`,
 `Throughline_PSA_Project_Id__c` (Opportunity) and `Throughline_Key__c` (all three; an external
 id, not unique, for upserts; `Throughline_PSA_Project_Id__c` is an external id too).
-Active currencies: GBP (corporate), USD, EUR.
+Active currencies: GBP (corporate), USD, EUR. Restricted picklists refuse other values with
+400 INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST.
+
+Standard objects beyond the first three (Salesforce Object Reference):
+* `Quote` - `Name`, `OpportunityId` (required, create-only), `Status` (Draft, Needs Review,
+  In Review, Approved, Rejected, Presented, Accepted, Denied; default Draft), `QuoteNumber`
+  (auto number `00000001`, read-only), `GrandTotal` (read-only; real Salesforce sums the quote
+  line items - the stand-in has none and copies the Opportunity's Amount at creation),
+  `ExpirationDate`, `CurrencyIsoCode` (the Opportunity's).
+* `OpportunityHistory` - "the stage history of an opportunity": Salesforce writes a row
+  whenever StageName, Amount, CloseDate (or Probability/ForecastCategory) of an Opportunity
+  changes, and on creation; it is query-only (POST/PATCH/DELETE answer 400
+  INVALID_TYPE_FOR_OPERATION "entity type cannot be inserted/updated/deleted" - errorCode and
+  wording from memory, not confirmed). Fields: `OpportunityId`, `StageName`, `Amount`,
+  `CloseDate`, `Probability`, `ForecastCategory`, `PrevAmount`, `PrevCloseDate`,
+  `CurrencyIsoCode`, `IsDeleted`, `CreatedDate` (when the change happened), `SystemModstamp`;
+  it has no LastModifiedDate. (`OpportunityFieldHistory` - Field/OldValue/NewValue - exists
+  too but only for fields with field history tracking switched on, so OpportunityHistory is
+  the reliable source for "when did this deal become Closed Won". Note a won deal gets more
+  Closed Won rows when its Amount or CloseDate is edited later: the win is the first row of
+  the last run of Closed Won rows.)
+
+The "Throughline managed package" (custom objects and fields this project installs):
+* Opportunity: `Legal_Entity__c`, `Project_Template__c`, `Throughline_ERP_Customer_Id__c`,
+  `Throughline_PSA_Project_Id__c`, `Throughline_Key__c` (see above) and `Billing_Model__c`
+  (restricted picklist: Fixed Fee, Time and Materials, Retainer).
+* `Contract_Amendment__c` - `Name` (auto number AMD-00001, read-only), `Opportunity__c`
+  (master-detail to Opportunity, relationship `Opportunity__r`; required, create-only),
+  `New_Total_Value__c` (currency, required), `Effective_Date__c` (date, required),
+  `Status__c` (restricted picklist Draft | Approved, default Draft), `Reason__c` (text 255),
+  `Milestone_Plan__c` (long text area 32768: JSON `[{"name", "percent", "offset_days"}]`,
+  optional; like every long text area it cannot be filtered or sorted in SOQL),
+  `CurrencyIsoCode`.
+* `Throughline_Invoice__c` - `Name` (text, required), `Opportunity__c` (master-detail with
+  reparenting allowed, so an upsert may repeat it), `Invoice_Number__c` (required),
+  `Amount__c` (currency), `CurrencyIsoCode`, `Status__c` (restricted picklist Open | Paid |
+  Overdue, default Open), `Due_Date__c`, `Paid_Date__c`, `Throughline_Key__c` (external id
+  for upserts).
+A detail record of a master-detail relationship takes its master's currency (the stand-in
+sets CurrencyIsoCode of Quote and both custom objects from the Opportunity and answers 400
+FIELD_INTEGRITY_EXCEPTION to a different one - from memory of Salesforce's multi-currency
+rules, not confirmed from a source).
+
+Outbound events (the managed package's record-triggered Flow): when an Opportunity becomes
+Closed Won, or a Contract_Amendment__c becomes Approved - by the REST API, the control
+surface or the control endpoints below - and a receiver is configured, the stand-in POSTs
+    {"event": "opportunity.closed_won" | "contract_amendment.approved",
+     "sobject": "Opportunity" | "Contract_Amendment__c", "id": "<18-char id>",
+     "systemModstamp": "2026-11-25T10:22:00.000+0000", "occurredAt": "2026-11-25T10:22:00.000Z"}
+with `Content-Type: application/json`, `X-Throughline-Timestamp: <unix seconds>` and
+`X-Throughline-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`, from a
+background thread, never delaying the API answer. A failed delivery (connection error,
+timeout, 408, 429 or 5xx) is retried 3 times with exponential backoff (`webhook_backoff`
+seconds, doubling); any other 4xx is final. Each attempt is signed afresh. What is real and
+what is modelled: Salesforce Flow's HTTP Callout action (Flow Builder + Named/External
+Credentials) can POST JSON, but a record-triggered flow may only call out from its
+"run asynchronously" path (callouts are refused in the synchronous path), and neither Flow
+nor Named Credentials compute an HMAC: the package's signing is an Apex invocable action
+(`Crypto.generateMac('hmacSHA256', ...)`), and the retry policy is the package's choice, not
+a Salesforce feature. Outbound Messages (workflow rules) would be SOAP and are not modelled.
+
+Control endpoints of this stand-in (besides the shared ones):
+* `POST /__standin__/salesforce/webhooks {"url", "secret"}` configures the receiver; `GET`
+  shows the URL and the recent delivery attempts (never the secret); `DELETE` removes it.
+  The configuration survives snapshot/restore (the snapshot file holds the secret in clear:
+  demo data only) but not `/__standin__/reset`, which also drops events still queued.
+* `POST /__standin__/salesforce/close-deal {"account_id"?, "amount"?, "legal_entity"?,
+  "template"?, "billing_model"?, "sales_cycle_days"?}` creates an Opportunity (created
+  `sales_cycle_days` ago, default 21, with an Accepted Quote created half-way), then moves it
+  to Closed Won (history rows; the webhook fires); answers 201 `{"id", "quote_id"}`.
+  Defaults: Northwind, 50000.00 in the account's currency, the legal entity of the account's
+  country (GB UK01, US US01, DE DE01), FIXED-3, the billing model of the template.
+* `POST /__standin__/salesforce/approve-amendment {"id"}` sets the amendment's Status__c to
+  Approved (the webhook fires; approving an approved amendment changes nothing).
 
 Seed (ids are fixed; timestamps lie a day before the last reset, one minute apart; won
 deals closed four days before it, open ones close 44 days after it):
@@ -55,21 +130,34 @@ deals closed four days before it, open ones close 44 days after it):
     Account  0015g00000Tl004AAB  Umbrella Advisory LLC      Raccoon City US USD (none)
     Account  0015g00000Tl005AAB  Contoso Partners Ltd       Manchester GB  GBP  GB987654321
     Contact  0035g00000Tl001AAB .. 0035g00000Tl005AAB, one per account, same order
-    Opportunity (Legal_Entity__c, Project_Template__c; ERP/PSA id fields null):
-      0065g00000Tl001AAB  Northwind  Finance transformation  Closed Won 120000.00 GBP UK01 FIXED-3
-      0065g00000Tl002AAB  Globex     ERP rollout phase 1     Closed Won 250000.00 USD US01 TM-STD
-      0065g00000Tl003AAB  Initech    Cloud migration         Closed Won  90000.00 EUR DE01 FIXED-3
-      0065g00000Tl004AAB  Umbrella   Audit readiness         Closed Won  45000.00 USD US01 LEGACY-X
-      0065g00000Tl005AAB  Contoso    Data platform     Negotiation/Review 180000.00 GBP UK01 FIXED-3
-      0065g00000Tl006AAB  Globex     Support retainer        Prospecting 60000.00 USD US01 TM-STD
+    Opportunity (Legal_Entity__c, Project_Template__c, Billing_Model__c; ERP/PSA ids null):
+      0065g00000Tl001AAB Northwind Finance transformation Closed Won 120000.00 GBP UK01 FIXED-3
+      0065g00000Tl002AAB Globex    ERP rollout phase 1    Closed Won 250000.00 USD US01 TM-STD
+      0065g00000Tl003AAB Initech   Cloud migration        Closed Won  90000.00 EUR DE01 FIXED-3
+      0065g00000Tl004AAB Umbrella  Audit readiness        Closed Won  45000.00 USD US01 LEGACY-X
+      0065g00000Tl005AAB Contoso   Data platform   Negotiation/Review 180000.00 GBP UK01 FIXED-3
+      0065g00000Tl006AAB Globex    Support retainer       Prospecting 60000.00 USD US01 TM-STD
+      (billing models: Fixed Fee, Time and Materials, Fixed Fee, Fixed Fee, Fixed Fee,
+      Retainer). The won deals were created 30 days before their win, which happened at
+      15:00 UTC on their CloseDate (plus a minute per deal); the open ones 20 days before the
+      reset.
+    Quote 0Q05g00000Tl001CAB .. 0Q05g00000Tl004CAB: one Accepted quote per won deal, same
+      order, QuoteNumber 00000001.., GrandTotal = Amount, created 10 days before the win.
+    OpportunityHistory rows: won deals Prospecting (created) -> Proposal/Price Quote (the
+      quote) -> Closed Won (the win); Contoso Prospecting -> Negotiation/Review (5 days
+      before the reset); the retainer Prospecting.
+    Contract_Amendment__c a015g00000Tl001AAB (AMD-00001) on 0065g00000Tl001AAB: Draft,
+      New_Total_Value__c 135000.00 GBP, effective 14 days after the reset, reason "Scope
+      extension: second legal entity", Milestone_Plan__c Design 30 % +30 d, Build 50 % +75 d,
+      Go-live 20 % +120 d.
 
 (c) is the demo's Finance failure (DE01's ERP subsidiary has no tax registration), (d) the
 PMO failure (no project template LEGACY-X). The trusted demo consumer key is
 "throughline-demo-consumer-key" for user "integration@throughline.demo".
 
 The control surface of `common.build_app` applies (`/__standin__/faults`, `/calls`, `/reset`,
-`/revoke-tokens`, `/records/{Account|Contact|Opportunity}[/{id}]`); faults answer with the
-Salesforce error array unless the rule gives a body.
+`/revoke-tokens`, `/records/{Account|Contact|Opportunity|Quote|...}[/{id}]`); faults answer
+with the Salesforce error array unless the rule gives a body.
 """
 
 from __future__ import annotations
@@ -77,12 +165,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import os
+import queue
 import re
 import secrets
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -91,6 +182,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httpx
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -129,7 +221,7 @@ SUPPORTED_VERSIONS = frozenset(f"v{v}" for v, _ in API_VERSIONS)
 TIMESTAMP_FIELDS = ("CreatedDate", "LastModifiedDate", "SystemModstamp")
 
 #: field -> type; types: id, string, currency, date, datetime, boolean, reference,
-#: currency_code
+#: currency_code, picklist, textarea (long text area), percent
 SOBJECTS: dict[str, dict[str, str]] = {
     "Account": {
         "Id": "id",
@@ -168,6 +260,7 @@ SOBJECTS: dict[str, dict[str, str]] = {
         "AccountId": "reference",
         "Legal_Entity__c": "string",
         "Project_Template__c": "string",
+        "Billing_Model__c": "picklist",
         "Throughline_ERP_Customer_Id__c": "string",
         "Throughline_PSA_Project_Id__c": "string",
         "Throughline_Key__c": "string",
@@ -175,25 +268,172 @@ SOBJECTS: dict[str, dict[str, str]] = {
         "LastModifiedDate": "datetime",
         "SystemModstamp": "datetime",
     },
+    "Quote": {
+        "Id": "id",
+        "Name": "string",
+        "OpportunityId": "reference",
+        "Status": "picklist",
+        "QuoteNumber": "string",
+        "GrandTotal": "currency",
+        "ExpirationDate": "date",
+        "CurrencyIsoCode": "currency_code",
+        "CreatedDate": "datetime",
+        "LastModifiedDate": "datetime",
+        "SystemModstamp": "datetime",
+    },
+    "OpportunityHistory": {
+        "Id": "id",
+        "OpportunityId": "reference",
+        "StageName": "picklist",
+        "Amount": "currency",
+        "CloseDate": "date",
+        "Probability": "percent",
+        "ForecastCategory": "picklist",
+        "PrevAmount": "currency",
+        "PrevCloseDate": "date",
+        "CurrencyIsoCode": "currency_code",
+        "IsDeleted": "boolean",
+        "CreatedDate": "datetime",
+        "SystemModstamp": "datetime",
+    },
+    "Contract_Amendment__c": {
+        "Id": "id",
+        "Name": "string",
+        "Opportunity__c": "reference",
+        "New_Total_Value__c": "currency",
+        "Effective_Date__c": "date",
+        "Status__c": "picklist",
+        "Reason__c": "string",
+        "Milestone_Plan__c": "textarea",
+        "CurrencyIsoCode": "currency_code",
+        "CreatedDate": "datetime",
+        "LastModifiedDate": "datetime",
+        "SystemModstamp": "datetime",
+    },
+    "Throughline_Invoice__c": {
+        "Id": "id",
+        "Name": "string",
+        "Opportunity__c": "reference",
+        "Invoice_Number__c": "string",
+        "Amount__c": "currency",
+        "CurrencyIsoCode": "currency_code",
+        "Status__c": "picklist",
+        "Due_Date__c": "date",
+        "Paid_Date__c": "date",
+        "Throughline_Key__c": "string",
+        "CreatedDate": "datetime",
+        "LastModifiedDate": "datetime",
+        "SystemModstamp": "datetime",
+    },
 }
-KEY_PREFIXES = {"Account": "001", "Contact": "003", "Opportunity": "006"}
+KEY_PREFIXES = {
+    "Account": "001",
+    "Contact": "003",
+    "Opportunity": "006",
+    "Quote": "0Q0",
+    "OpportunityHistory": "008",
+    "Contract_Amendment__c": "a01",
+    "Throughline_Invoice__c": "a02",
+}
 READ_ONLY_FIELDS = frozenset({"Id", "IsClosed", "IsWon", *TIMESTAMP_FIELDS})
+#: calculated or auto-number fields, per object
+OBJECT_READ_ONLY_FIELDS: dict[str, frozenset[str]] = {
+    "Quote": frozenset({"QuoteNumber", "GrandTotal"}),
+    "Contract_Amendment__c": frozenset({"Name"}),
+}
+#: fields that can be set on create only (a quote's Opportunity, the master of a master-detail
+#: without reparenting; Throughline_Invoice__c allows reparenting, so upserts may carry it)
+CREATE_ONLY_FIELDS: dict[str, frozenset[str]] = {
+    "Quote": frozenset({"OpportunityId"}),
+    "Contract_Amendment__c": frozenset({"Opportunity__c"}),
+}
+#: objects whose records Salesforce writes itself: query-only through the API
+QUERY_ONLY_OBJECTS = frozenset({"OpportunityHistory"})
+#: detail object -> the field naming its Opportunity, whose currency it takes
+CURRENCY_FROM_PARENT = {
+    "Quote": "OpportunityId",
+    "Contract_Amendment__c": "Opportunity__c",
+    "Throughline_Invoice__c": "Opportunity__c",
+}
 REQUIRED_FIELDS = {
     "Account": ("Name",),
     "Contact": ("LastName",),
     "Opportunity": ("Name", "StageName", "CloseDate"),
+    "Quote": ("Name", "OpportunityId"),
+    "Contract_Amendment__c": ("Opportunity__c", "New_Total_Value__c", "Effective_Date__c"),
+    "Throughline_Invoice__c": ("Name", "Opportunity__c", "Invoice_Number__c"),
+}
+#: values of restricted picklists (the API refuses any other)
+PICKLIST_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("Opportunity", "Billing_Model__c"): ("Fixed Fee", "Time and Materials", "Retainer"),
+    ("Quote", "Status"): (
+        "Draft",
+        "Needs Review",
+        "In Review",
+        "Approved",
+        "Rejected",
+        "Presented",
+        "Accepted",
+        "Denied",
+    ),
+    ("Contract_Amendment__c", "Status__c"): ("Draft", "Approved"),
+    ("Throughline_Invoice__c", "Status__c"): ("Open", "Paid", "Overdue"),
+}
+PICKLIST_DEFAULTS: dict[tuple[str, str], str] = {
+    ("Quote", "Status"): "Draft",
+    ("Contract_Amendment__c", "Status__c"): "Draft",
+    ("Throughline_Invoice__c", "Status__c"): "Open",
 }
 EXTERNAL_ID_FIELDS = {
     "Account": frozenset({"Throughline_Key__c"}),
     "Contact": frozenset({"Throughline_Key__c"}),
     "Opportunity": frozenset({"Throughline_Key__c", "Throughline_PSA_Project_Id__c"}),
+    "Throughline_Invoice__c": frozenset({"Throughline_Key__c"}),
 }
 #: object -> relationship name -> (foreign key field, parent object)
 RELATIONSHIPS = {
     "Contact": {"Account": ("AccountId", "Account")},
     "Opportunity": {"Account": ("AccountId", "Account")},
+    "Quote": {"Opportunity": ("OpportunityId", "Opportunity")},
+    "OpportunityHistory": {"Opportunity": ("OpportunityId", "Opportunity")},
+    "Contract_Amendment__c": {"Opportunity__r": ("Opportunity__c", "Opportunity")},
+    "Throughline_Invoice__c": {"Opportunity__r": ("Opportunity__c", "Opportunity")},
 }
-REFERENCE_TARGETS = {"AccountId": "Account"}
+REFERENCE_TARGETS = {
+    "AccountId": "Account",
+    "OpportunityId": "Opportunity",
+    "Opportunity__c": "Opportunity",
+}
+LONG_TEXT_LENGTH = 32_768
+
+#: stage -> (Probability, ForecastCategory), as a new org's stage picklist sets them
+STAGES: dict[str, tuple[int, str]] = {
+    "Prospecting": (10, "Pipeline"),
+    "Qualification": (10, "Pipeline"),
+    "Needs Analysis": (20, "Pipeline"),
+    "Value Proposition": (50, "Pipeline"),
+    "Id. Decision Makers": (60, "Pipeline"),
+    "Perception Analysis": (70, "Pipeline"),
+    "Proposal/Price Quote": (75, "Pipeline"),
+    "Negotiation/Review": (90, "Pipeline"),
+    "Closed Won": (100, "Closed"),
+    "Closed Lost": (0, "Omitted"),
+}
+#: fields whose change makes Salesforce write an OpportunityHistory row
+HISTORY_FIELDS = ("StageName", "Amount", "CloseDate")
+
+# -- outbound events (the managed package's flow) -----------------------------------------
+
+WEBHOOK_PATH = "/__standin__/salesforce/webhooks"
+SIGNATURE_HEADER = "X-Throughline-Signature"
+TIMESTAMP_HEADER = "X-Throughline-Timestamp"
+EVENT_CLOSED_WON = "opportunity.closed_won"
+EVENT_AMENDMENT_APPROVED = "contract_amendment.approved"
+#: a delivery that answers one of these (or does not answer) is tried again
+RETRY_STATUSES = frozenset({408, 429})
+#: country -> legal entity, for the close-deal control endpoint
+DEMO_ENTITIES = {"GB": "UK01", "US": "US01", "DE": "DE01"}
+TEMPLATE_BILLING_MODELS = {"TM-STD": "Time and Materials"}
 
 
 # -- ids and timestamps -------------------------------------------------------------------
@@ -236,6 +476,26 @@ def make_id(prefix: str, number: int) -> str:
     return id18(f"{prefix}5g00000Tl{digits.rjust(3, '0')}")
 
 
+NORTHWIND_ACCOUNT = make_id("001", 1)
+
+
+def _demo_amount(value: Any) -> Decimal:
+    """The close-deal amount: a positive number with at most two decimals (default 50000)."""
+    if value is None:
+        return Decimal("50000.00")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("amount must be a number")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise ValueError("amount must be a number") from exc
+    if not amount.is_finite() or amount <= 0 or amount >= Decimal("1e13"):
+        raise ValueError("amount must be a positive number below 10^13")
+    if amount != amount.quantize(Decimal("0.01")):
+        raise ValueError("amount must have at most two decimals")
+    return amount.quantize(Decimal("0.01"))
+
+
 def format_datetime(value: datetime) -> str:
     """Salesforce's datetime format: `2026-11-25T10:22:00.000+0000` (UTC, whole seconds)."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
@@ -255,22 +515,40 @@ def parse_datetime(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+Listener = Callable[["SObjectRecord", "dict[str, Any] | None"], None]
+
+
 class SObjectRecord(dict):
     """A stored record. `update()` - used by the API and by the control surface alike -
-    stamps LastModifiedDate/SystemModstamp and re-derives Opportunity IsClosed/IsWon."""
+    stamps LastModifiedDate/SystemModstamp, re-derives Opportunity IsClosed/IsWon and tells
+    the listener (which writes OpportunityHistory rows and fires the outbound events) what
+    the record looked like before."""
 
-    def __init__(self, sobject: str, clock: Callable[[], datetime], data: dict[str, Any]):
+    def __init__(
+        self,
+        sobject: str,
+        clock: Callable[[], datetime],
+        data: dict[str, Any],
+        listener: Listener | None = None,
+    ):
         super().__init__(data)
         self.sobject = sobject
         self._clock = clock
+        self._listener = listener
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         changes = dict(*args, **kwargs)
+        before = dict(self)
         super().update(changes)
         if "SystemModstamp" not in changes:
             stamp = format_datetime(self._clock())
-            super().update({"LastModifiedDate": stamp, "SystemModstamp": stamp})
+            schema = SOBJECTS.get(self.sobject, {})
+            super().update(
+                {k: stamp for k in ("LastModifiedDate", "SystemModstamp") if k in schema}
+            )
         self.derive()
+        if self._listener is not None:
+            self._listener(self, before)
 
     def derive(self) -> None:
         if self.sobject == "Opportunity":
@@ -283,10 +561,10 @@ class SObjectRecord(dict):
 
 
 class SalesforceState(StandinState):
-    """One Salesforce org: Accounts, Contacts, Opportunities, tokens, query cursors."""
+    """One Salesforce org: its records, tokens, query cursors and outbound-event receiver."""
 
     vendor = VENDOR
-    persistent_attrs = ("_sequences",)
+    persistent_attrs = ("_sequences", "_webhook")
 
     def __init__(
         self,
@@ -299,6 +577,9 @@ class SalesforceState(StandinState):
         instance_url: str | None = None,
         keys_dir: str | os.PathLike[str] | None = None,
         clock: Callable[[], datetime] | None = None,
+        webhook_backoff: float = 1.0,
+        webhook_retries: int = 3,
+        webhook_timeout: float = 5.0,
     ) -> None:
         self.trusted_keys = dict(trusted_keys or {})
         self.usernames = set(usernames) if usernames is not None else {DEMO_USERNAME}
@@ -310,6 +591,15 @@ class SalesforceState(StandinState):
         self.org_id = make_id("00D", 1)
         self.user_id = make_id("005", 1)
         self._signing_secret = secrets.token_bytes(32)
+        self.webhook_backoff = webhook_backoff
+        self.webhook_retries = webhook_retries
+        self.webhook_timeout = webhook_timeout
+        self._webhook_cv = threading.Condition()
+        self._webhook_queue: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._webhook_thread: threading.Thread | None = None
+        self._webhook_pending = 0
+        self._webhook_generation = 0
+        self.webhook_deliveries: deque[dict[str, Any]] = deque(maxlen=200)
         super().__init__(daily_limit=daily_limit)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -317,25 +607,41 @@ class SalesforceState(StandinState):
         with self.lock:
             self.cursors: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
             self._sequences: dict[str, int] = {}
+            self._webhook: dict[str, str] | None = None
+            with self._webhook_cv:
+                self._webhook_generation += 1  # deliveries still queued are dropped
+            self.webhook_deliveries.clear()
             super().reset()
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take back a snapshot; its records become live SObjectRecords again."""
+        super().restore(data)
+        with self.lock:
+            for sobject in SOBJECTS:
+                table = self.collections.get(sobject)
+                if table is None:
+                    continue
+                for rid, row in list(table.items()):
+                    table[rid] = SObjectRecord(sobject, self.now, row, self._record_changed)
+            hook = self._webhook
+            if not (
+                isinstance(hook, dict)
+                and isinstance(hook.get("url"), str)
+                and isinstance(hook.get("secret"), str)
+            ):
+                self._webhook = None
 
     def now(self) -> datetime:
         return self.clock().astimezone(UTC).replace(microsecond=0)
 
     def seed(self) -> None:
-        base = self.now() - timedelta(days=1)
+        reset_at = self.now()
+        base = reset_at - timedelta(days=1)
         minute = iter(range(1000))
 
-        def add(sobject: str, fields: dict[str, Any]) -> str:
-            stamp = format_datetime(base + timedelta(minutes=next(minute)))
-            record = {name: None for name in SOBJECTS[sobject]}
-            record.update(fields)
-            record.update({"Id": self.new_id(sobject)})
-            record.update({name: stamp for name in TIMESTAMP_FIELDS})
-            stored = SObjectRecord(sobject, self.now, record)
-            stored.derive()
-            self.table(sobject)[record["Id"]] = stored
-            return record["Id"]
+        def add(sobject: str, fields: dict[str, Any], created: datetime | None = None) -> str:
+            at = base + timedelta(minutes=next(minute))
+            return self.insert(sobject, fields, at=at, created_at=created, notify=False)["Id"]
 
         accounts = [
             ("Northwind Consulting Ltd", "London", "GB", "GB123456789", "GBP"),
@@ -377,51 +683,376 @@ class SalesforceState(StandinState):
                     "CurrencyIsoCode": currency,
                 },
             )
-        close = (base - timedelta(days=3)).date().isoformat()
+        won_day = base - timedelta(days=3)
+        close = won_day.date().isoformat()
         later = (base + timedelta(days=45)).date().isoformat()
+        won_at = won_day.replace(hour=15, minute=0, second=0)
+        open_created = reset_at - timedelta(days=20)
+        fixed, tm, retainer = "Fixed Fee", "Time and Materials", "Retainer"
         opportunities = [
-            (0, "Finance transformation", "Closed Won", 120000.00, "GBP", "UK01", "FIXED-3", close),
-            (1, "ERP rollout phase 1", "Closed Won", 250000.00, "USD", "US01", "TM-STD", close),
-            (2, "Cloud migration", "Closed Won", 90000.00, "EUR", "DE01", "FIXED-3", close),
-            (3, "Audit readiness", "Closed Won", 45000.00, "USD", "US01", "LEGACY-X", close),
-            (4, "Data platform", "Negotiation/Review", 180000.00, "GBP", "UK01", "FIXED-3", later),
-            (1, "Support retainer", "Prospecting", 60000.00, "USD", "US01", "TM-STD", later),
-        ]
-        for account, name, stage, amount, currency, entity, template, close_date in opportunities:
-            add(
-                "Opportunity",
-                {
-                    "Name": name,
-                    "StageName": stage,
-                    "Amount": amount,
-                    "CloseDate": close_date,
-                    "CurrencyIsoCode": currency,
-                    "AccountId": account_ids[account],
-                    "Legal_Entity__c": entity,
-                    "Project_Template__c": template,
-                },
+            (0, "Finance transformation", "Closed Won", 120000.00, "GBP", "UK01", "FIXED-3", fixed),
+            (1, "ERP rollout phase 1", "Closed Won", 250000.00, "USD", "US01", "TM-STD", tm),
+            (2, "Cloud migration", "Closed Won", 90000.00, "EUR", "DE01", "FIXED-3", fixed),
+            (3, "Audit readiness", "Closed Won", 45000.00, "USD", "US01", "LEGACY-X", fixed),
+            (4, "Data platform", "Negotiation/Review", 180000.00, "GBP", "UK01", "FIXED-3", fixed),
+            (1, "Support retainer", "Prospecting", 60000.00, "USD", "US01", "TM-STD", retainer),
+        ]  # fmt: skip
+        opp_ids: list[str] = []
+        for index, row in enumerate(opportunities):
+            account, name, stage, amount, currency, entity, template, billing = row
+            won = stage == "Closed Won"
+            opp_ids.append(
+                add(
+                    "Opportunity",
+                    {
+                        "Name": name,
+                        "StageName": stage,
+                        "Amount": amount,
+                        "CloseDate": close if won else later,
+                        "CurrencyIsoCode": currency,
+                        "AccountId": account_ids[account],
+                        "Legal_Entity__c": entity,
+                        "Project_Template__c": template,
+                        "Billing_Model__c": billing,
+                    },
+                    created=(won_at + timedelta(minutes=index) - timedelta(days=30))
+                    if won
+                    else open_created,
+                )
             )
+        # the business history of the deals: quotes, then the stage changes
+        for index, opp_id in enumerate(opp_ids):
+            opp = self.table("Opportunity")[opp_id]
+            created = parse_datetime(opp["CreatedDate"])
+            if not opp["IsWon"]:
+                self.add_history(opp, at=created, stage="Prospecting")
+                if opp["StageName"] != "Prospecting":
+                    self.add_history(opp, at=reset_at - timedelta(days=5))
+                continue
+            win = won_at + timedelta(minutes=index)
+            quoted = win - timedelta(days=10)
+            add(
+                "Quote",
+                {
+                    "Name": f"{opp['Name']} - proposal",
+                    "OpportunityId": opp_id,
+                    "Status": "Accepted",
+                    "ExpirationDate": (quoted + timedelta(days=30)).date().isoformat(),
+                },
+                created=quoted,
+            )
+            self.add_history(opp, at=created, stage="Prospecting")
+            self.add_history(opp, at=quoted, stage="Proposal/Price Quote")
+            self.add_history(opp, at=win)
+        plan = [
+            {"name": "Design", "percent": 30, "offset_days": 30},
+            {"name": "Build", "percent": 50, "offset_days": 75},
+            {"name": "Go-live", "percent": 20, "offset_days": 120},
+        ]
+        add(
+            "Contract_Amendment__c",
+            {
+                "Opportunity__c": opp_ids[0],
+                "New_Total_Value__c": 135000.00,
+                "Effective_Date__c": (reset_at + timedelta(days=14)).date().isoformat(),
+                "Status__c": "Draft",
+                "Reason__c": "Scope extension: second legal entity",
+                "Milestone_Plan__c": json.dumps(plan),
+            },
+        )
 
     # -- records --------------------------------------------------------------------------
-    def new_id(self, sobject: str) -> str:
+    def _next_sequence(self, sobject: str) -> int:
         with self.lock:
             number = self._sequences.get(sobject, 0) + 1
             self._sequences[sobject] = number
-        return make_id(KEY_PREFIXES[sobject], number)
+        return number
+
+    def new_id(self, sobject: str) -> str:
+        return make_id(KEY_PREFIXES[sobject], self._next_sequence(sobject))
+
+    def insert(
+        self,
+        sobject: str,
+        fields: dict[str, Any],
+        *,
+        at: datetime | None = None,
+        created_at: datetime | None = None,
+        notify: bool = True,
+    ) -> SObjectRecord:
+        """Store a new record with Salesforce's defaults (currency, picklist defaults, auto
+        numbers, a detail record's currency from its Opportunity). `at` stamps it (now by
+        default), `created_at` backdates CreatedDate; `notify` runs the listener (history
+        row, outbound event) as for a record created through the API."""
+        schema = SOBJECTS[sobject]
+        with self.lock:
+            number = self._next_sequence(sobject)
+            data: dict[str, Any] = {name: None for name in schema}
+            if "CurrencyIsoCode" in schema:
+                data["CurrencyIsoCode"] = CORPORATE_CURRENCY
+            for (obj, name), default in PICKLIST_DEFAULTS.items():
+                if obj == sobject:
+                    data[name] = default
+            data.update(fields)
+            parent_field = CURRENCY_FROM_PARENT.get(sobject)
+            parent = self.table("Opportunity").get(data.get(parent_field) or "")
+            if parent is not None and fields.get("CurrencyIsoCode") is None:
+                data["CurrencyIsoCode"] = parent.get("CurrencyIsoCode")
+            if sobject == "Quote":
+                data["QuoteNumber"] = f"{number:08d}"
+                data["GrandTotal"] = parent.get("Amount") if parent is not None else None
+            elif sobject == "Contract_Amendment__c":
+                data["Name"] = f"AMD-{number:05d}"
+            data["Id"] = make_id(KEY_PREFIXES[sobject], number)
+            stamp = format_datetime(at or self.now())
+            for name in TIMESTAMP_FIELDS:
+                if name in schema:
+                    data[name] = stamp
+            if created_at is not None:
+                data["CreatedDate"] = format_datetime(created_at)
+            record = SObjectRecord(sobject, self.now, data, self._record_changed)
+            record.derive()
+            self.table(sobject)[record["Id"]] = record
+            if notify:
+                self._record_changed(record, None)
+        return record
 
     def new_record(self, sobject: str, fields: dict[str, Any]) -> SObjectRecord:
-        stamp = format_datetime(self.now())
-        data = {name: None for name in SOBJECTS[sobject]}
-        if "CurrencyIsoCode" in data:
-            data["CurrencyIsoCode"] = CORPORATE_CURRENCY
-        data.update(fields)
-        data.update({"Id": self.new_id(sobject)})
-        data.update({name: stamp for name in TIMESTAMP_FIELDS})
-        record = SObjectRecord(sobject, self.now, data)
-        record.derive()
+        """A record created through the API, now."""
+        return self.insert(sobject, fields)
+
+    def add_history(
+        self,
+        opp: dict[str, Any],
+        *,
+        at: datetime | None = None,
+        stage: str | None = None,
+        before: dict[str, Any] | None = None,
+    ) -> SObjectRecord:
+        """Write the OpportunityHistory row Salesforce writes for a change of `opp` (its
+        current stage unless `stage` is given, at its SystemModstamp unless `at` is)."""
+        stage = stage or opp.get("StageName")
+        probability, forecast = STAGES.get(str(stage), (None, "Pipeline"))
+        when = at or parse_datetime(str(opp.get("SystemModstamp")))
+        fields = {
+            "OpportunityId": opp["Id"],
+            "StageName": stage,
+            "Amount": opp.get("Amount"),
+            "CloseDate": opp.get("CloseDate"),
+            "Probability": probability,
+            "ForecastCategory": forecast,
+            "PrevAmount": before.get("Amount") if before else None,
+            "PrevCloseDate": before.get("CloseDate") if before else None,
+            "CurrencyIsoCode": opp.get("CurrencyIsoCode"),
+            "IsDeleted": False,
+        }
+        return self.insert("OpportunityHistory", fields, at=when, notify=False)
+
+    def _record_changed(self, record: SObjectRecord, before: dict[str, Any] | None) -> None:
+        """What Salesforce (and the managed package's flow) does after a record is saved:
+        stage history for Opportunities, outbound events on a win or an approval."""
+        was = before or {}
+        if record.sobject == "Opportunity":
+            if before is None:
+                self.add_history(record, at=parse_datetime(str(record["CreatedDate"])))
+            elif any(was.get(name) != record.get(name) for name in HISTORY_FIELDS):
+                self.add_history(record, before=before)
+            if record.get("IsWon") and not was.get("IsWon"):
+                self.emit(EVENT_CLOSED_WON, record)
+        elif (
+            record.sobject == "Contract_Amendment__c"
+            and record.get("Status__c") == "Approved"
+            and was.get("Status__c") != "Approved"
+        ):
+            self.emit(EVENT_AMENDMENT_APPROVED, record)
+
+    # -- control endpoints ----------------------------------------------------------------
+    def close_deal(
+        self,
+        *,
+        account_id: str | None = None,
+        amount: Any = None,
+        legal_entity: str | None = None,
+        template: str | None = None,
+        billing_model: str | None = None,
+        sales_cycle_days: Any = 21,
+    ) -> dict[str, str]:
+        """A new Opportunity with an Accepted Quote, moved to Closed Won (see the module
+        docstring). ValueError for bad input, LookupError for an unknown account."""
+        if account_id is not None and not isinstance(account_id, str):
+            raise ValueError("account_id must be a string")
+        normal = normalize_id(account_id) if account_id is not None else NORTHWIND_ACCOUNT
+        deal_amount = _demo_amount(amount)
+        if isinstance(sales_cycle_days, bool) or not isinstance(sales_cycle_days, int):
+            raise ValueError("sales_cycle_days must be an integer")
+        if not 0 <= sales_cycle_days <= 730:
+            raise ValueError("sales_cycle_days must lie from 0 to 730")
+        for name, value in (("legal_entity", legal_entity), ("template", template)):
+            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 40):
+                raise ValueError(f"{name} must be a string of 1 to 40 characters")
         with self.lock:
-            self.table(sobject)[record["Id"]] = record
+            account = self.table("Account").get(normal or "")
+            if account is None:
+                raise LookupError(f"no Account {account_id}")
+            template = template or "FIXED-3"
+            billing = billing_model or TEMPLATE_BILLING_MODELS.get(template, "Fixed Fee")
+            models = PICKLIST_VALUES[("Opportunity", "Billing_Model__c")]
+            if billing not in models:
+                raise ValueError(f"billing_model must be one of {', '.join(models)}")
+            entity = legal_entity or DEMO_ENTITIES.get(
+                str(account.get("BillingCountry") or "").upper(), "UK01"
+            )
+            now = self.now()
+            created = now - timedelta(days=sales_cycle_days)
+            quoted = now - timedelta(days=sales_cycle_days // 2)
+            number = self._sequences.get("Opportunity", 0) + 1
+            opp = self.insert(
+                "Opportunity",
+                {
+                    "Name": f"{account.get('Name')} - engagement {number}",
+                    "StageName": "Prospecting",
+                    "Amount": float(deal_amount),
+                    "CloseDate": now.date().isoformat(),
+                    "CurrencyIsoCode": account.get("CurrencyIsoCode") or CORPORATE_CURRENCY,
+                    "AccountId": account["Id"],
+                    "Legal_Entity__c": entity,
+                    "Project_Template__c": template,
+                    "Billing_Model__c": billing,
+                },
+                at=created,
+                created_at=created,
+            )
+            quote = self.insert(
+                "Quote",
+                {
+                    "Name": f"{opp['Name']} - proposal",
+                    "OpportunityId": opp["Id"],
+                    "Status": "Accepted",
+                    "ExpirationDate": (quoted + timedelta(days=30)).date().isoformat(),
+                },
+                at=now,
+                created_at=quoted,
+            )
+            opp.update({"StageName": "Closed Won"})
+        return {"id": opp["Id"], "quote_id": quote["Id"]}
+
+    def approve_amendment(self, amendment_id: Any) -> SObjectRecord:
+        """Set a Contract_Amendment__c to Approved (KeyError when there is no such one)."""
+        normal = normalize_id(amendment_id) if isinstance(amendment_id, str) else None
+        with self.lock:
+            record = self.table("Contract_Amendment__c").get(normal or "")
+            if not isinstance(record, SObjectRecord):
+                raise KeyError(amendment_id)
+            if record.get("Status__c") != "Approved":
+                record.update({"Status__c": "Approved"})
         return record
+
+    # -- outbound events ------------------------------------------------------------------
+    def configure_webhook(self, url: str | None, secret: str | None = None) -> None:
+        """Point the outbound events at `url`, signed with `secret`; None switches them off."""
+        with self.lock:
+            self._webhook = {"url": url, "secret": secret or ""} if url else None
+
+    def webhook_info(self) -> dict[str, Any]:
+        with self.lock:
+            hook = self._webhook
+            return {
+                "configured": hook is not None,
+                "url": hook["url"] if hook else None,
+                "deliveries": list(self.webhook_deliveries),
+            }
+
+    def emit(self, event: str, record: dict[str, Any]) -> None:
+        """Queue one outbound event for the background sender (no-op when unconfigured)."""
+        with self.lock:
+            hook = self._webhook
+        if not hook:
+            return
+        payload = {
+            "event": event,
+            "sobject": getattr(record, "sobject", ""),
+            "id": record.get("Id"),
+            "systemModstamp": record.get("SystemModstamp"),
+            "occurredAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        }
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        with self._webhook_cv:
+            self._webhook_pending += 1
+            item = (self._webhook_generation, hook["url"], hook["secret"], payload, body)
+            if self._webhook_thread is None or not self._webhook_thread.is_alive():
+                self._webhook_thread = threading.Thread(
+                    target=self._webhook_worker, name="salesforce-webhooks", daemon=True
+                )
+                self._webhook_thread.start()
+        self._webhook_queue.put(item)
+
+    def wait_for_webhooks(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued event is delivered or given up; False on timeout."""
+        with self._webhook_cv:
+            return self._webhook_cv.wait_for(lambda: self._webhook_pending == 0, timeout)
+
+    def _webhook_worker(self) -> None:
+        while True:
+            item = self._webhook_queue.get()
+            try:
+                self._deliver(*item)
+            except Exception:  # the sender must outlive any one delivery
+                logger.exception("delivering a Salesforce stand-in event failed")
+            finally:
+                with self._webhook_cv:
+                    self._webhook_pending -= 1
+                    self._webhook_cv.notify_all()
+
+    def _deliver(
+        self, generation: int, url: str, secret: str, payload: dict[str, Any], body: bytes
+    ) -> None:
+        attempts = 1 + max(int(self.webhook_retries), 0)
+        for attempt in range(1, attempts + 1):
+            if generation != self._webhook_generation:
+                return  # the org was reset since the event
+            timestamp = str(int(time.time()))
+            digest = hmac.new(
+                secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256
+            ).hexdigest()
+            status: int | None = None
+            error = ""
+            try:
+                response = httpx.post(
+                    url,
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "User-Agent": "SFDC-Callout/62.0",
+                        SIGNATURE_HEADER: f"sha256={digest}",
+                        TIMESTAMP_HEADER: timestamp,
+                    },
+                    timeout=self.webhook_timeout,
+                )
+                status = response.status_code
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+            delivered = status is not None and 200 <= status < 300
+            final = delivered or (
+                status is not None and status < 500 and status not in RETRY_STATUSES
+            )
+            with self.lock:
+                self.webhook_deliveries.append(
+                    {
+                        "event": payload["event"],
+                        "id": payload["id"],
+                        "url": url,
+                        "attempt": attempt,
+                        "status": status,
+                        "error": error,
+                        "delivered": delivered,
+                        "at": time.time(),
+                    }
+                )
+            if final:
+                return
+            if attempt < attempts:
+                time.sleep(max(float(self.webhook_backoff), 0.0) * 2 ** (attempt - 1))
+        logger.warning("gave up delivering %s for %s to %s", payload["event"], payload["id"], url)
 
     # -- auth -----------------------------------------------------------------------------
     def public_key_pem(self, key_id: str) -> str | None:
@@ -606,7 +1237,8 @@ class Query:
     sobject: str
     fields: list[FieldRef]
     where: list[Condition] = field(default_factory=list)
-    order: tuple[FieldRef, bool, bool] | None = None  # field, descending, nulls first
+    #: (field, descending, nulls first), most significant first
+    order: list[tuple[FieldRef, bool, bool]] = field(default_factory=list)
     limit: int | None = None
 
 
@@ -707,17 +1339,10 @@ class _Parser:
         if self.at_keyword("ORDER"):
             self.take()
             self.expect_keyword("BY")
-            ref = resolve_field(sobject, self.identifier())
-            descending = False
-            if self.at_keyword("ASC", "DESC"):
-                descending = self.take().keyword() == "DESC"
-            nulls_first = not descending
-            if self.at_keyword("NULLS"):
+            query.order.append(self.order_item(sobject))
+            while self.at_text(","):
                 self.take()
-                nulls_first = self.expect_keyword("FIRST", "LAST") == "FIRST"
-            if self.at_text(","):
-                raise SoqlError("ordering by several fields is not supported by the stand-in")
-            query.order = (ref, descending, nulls_first)
+                query.order.append(self.order_item(sobject))
         if self.at_keyword("LIMIT"):
             self.take()
             token = self.take()
@@ -731,6 +1356,21 @@ class _Parser:
             raise SoqlError(f"unexpected token: '{token.text}'")
         return query
 
+    def order_item(self, sobject: str) -> tuple[FieldRef, bool, bool]:
+        ref = resolve_field(sobject, self.identifier())
+        if ref.type == "textarea":
+            raise SoqlError(
+                f"field '{ref.label}' can not be sorted in a query call", "INVALID_FIELD"
+            )
+        descending = False
+        if self.at_keyword("ASC", "DESC"):
+            descending = self.take().keyword() == "DESC"
+        nulls_first = not descending
+        if self.at_keyword("NULLS"):
+            self.take()
+            nulls_first = self.expect_keyword("FIRST", "LAST") == "FIRST"
+        return ref, descending, nulls_first
+
     def select_item(self) -> str:
         if self.at_text("("):
             raise SoqlError("sub-queries are not supported by the stand-in's SOQL subset")
@@ -743,6 +1383,10 @@ class _Parser:
         if self.at_text("("):
             raise SoqlError("parenthesised conditions are not supported by the stand-in")
         ref = resolve_field(sobject, self.identifier())
+        if ref.type == "textarea":
+            raise SoqlError(
+                f"field '{ref.label}' can not be filtered in a query call", "INVALID_FIELD"
+            )
         op_token = self.take()
         if op_token.keyword() == "IN":
             open_paren = self.take()
@@ -774,8 +1418,10 @@ class _Parser:
             "id": "string",
             "reference": "string",
             "string": "string",
+            "picklist": "string",
             "currency_code": "string",
             "currency": "number",
+            "percent": "number",
             "boolean": "boolean",
             "date": "date",
             "datetime": "datetime",
@@ -815,7 +1461,7 @@ def _comparable(ref: FieldRef, value: Any) -> Any:
     if value is None:
         return None
     try:
-        if ref.type == "currency":
+        if ref.type in ("currency", "percent"):
             return Decimal(str(value))
         if ref.type == "date":
             return date.fromisoformat(str(value))
@@ -823,7 +1469,7 @@ def _comparable(ref: FieldRef, value: Any) -> Any:
             return parse_datetime(str(value))
     except (ValueError, InvalidOperation):
         return None
-    if ref.type in ("string", "currency_code") and isinstance(value, str):
+    if ref.type in ("string", "picklist", "currency_code") and isinstance(value, str):
         return value.casefold()
     return value
 
@@ -872,11 +1518,15 @@ def run_query(state: SalesforceState, query: Query, version: str) -> list[dict[s
             return parent.get(ref.name) if parent else None
 
         selected = [r for r in rows if all(_matches(c, value_of(r, c.field)) for c in query.where)]
-        if query.order is not None:
-            ref, descending, nulls_first = query.order
-            present = [r for r in selected if _comparable(ref, value_of(r, ref)) is not None]
-            missing = [r for r in selected if _comparable(ref, value_of(r, ref)) is None]
-            present.sort(key=lambda r: _comparable(ref, value_of(r, ref)), reverse=descending)
+        # one stable sort per key, least significant first, gives the multi-field order
+        for ref, descending, nulls_first in reversed(query.order):
+
+            def key(record: dict[str, Any], ref: FieldRef = ref) -> Any:
+                return _comparable(ref, value_of(record, ref))
+
+            present = [r for r in selected if key(r) is not None]
+            missing = [r for r in selected if key(r) is None]
+            present.sort(key=key, reverse=descending)
             selected = missing + present if nulls_first else present + missing
         if query.limit is not None:
             selected = selected[: query.limit]
@@ -923,6 +1573,29 @@ def _coerce(state: SalesforceState, sobject: str, name: str, value: Any) -> Any:
     kind = SOBJECTS[sobject][name]
     if value is None:
         return None
+    if kind == "picklist":
+        allowed = PICKLIST_VALUES.get((sobject, name))
+        if not isinstance(value, str) or (allowed is not None and value not in allowed):
+            raise SalesforceApiError(
+                400,
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"{name}: bad value for restricted picklist field: {value}",
+                fields=[name],
+            )
+        return value
+    if kind == "textarea":
+        if not isinstance(value, str):
+            raise SalesforceApiError(
+                400,
+                "JSON_PARSER_ERROR",
+                f"Cannot deserialize instance of string from {type(value).__name__} value "
+                f"for field {name}",
+            )
+        if len(value) > LONG_TEXT_LENGTH:
+            raise SalesforceApiError(
+                400, "STRING_TOO_LONG", f"{name}: data value too large", fields=[name]
+            )
+        return value
     if kind == "string":
         if not isinstance(value, str):
             raise SalesforceApiError(
@@ -995,10 +1668,24 @@ def _coerce(state: SalesforceState, sobject: str, name: str, value: Any) -> Any:
     raise SalesforceApiError(400, "INVALID_FIELD", f"field {name} cannot be written", [name])
 
 
+def _refuse_query_only(sobject: str, action: str) -> None:
+    if sobject in QUERY_ONLY_OBJECTS:
+        raise SalesforceApiError(
+            400, "INVALID_TYPE_FOR_OPERATION", f"entity type cannot be {action}: {sobject}"
+        )
+
+
 def validate_write(
-    state: SalesforceState, sobject: str, body: Any, *, creating: bool
+    state: SalesforceState,
+    sobject: str,
+    body: Any,
+    *,
+    creating: bool,
+    current: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Check a write body like Salesforce: known, writable, well-typed fields."""
+    """Check a write body like Salesforce: known, writable, well-typed fields (`current` is
+    the record an update changes)."""
+    _refuse_query_only(sobject, "inserted" if creating else "updated")
     if not isinstance(body, dict):
         raise SalesforceApiError(
             400, "JSON_PARSER_ERROR", "The request body must be a JSON object of fields"
@@ -1017,7 +1704,10 @@ def validate_write(
         if key == "attributes":
             continue
         name = _canonical(schema, key) or key
-        if name in READ_ONLY_FIELDS:
+        read_only = READ_ONLY_FIELDS | OBJECT_READ_ONLY_FIELDS.get(sobject, frozenset())
+        if not creating:
+            read_only |= CREATE_ONLY_FIELDS.get(sobject, frozenset())
+        if name in read_only:
             action = "create" if creating else "update"
             raise SalesforceApiError(
                 400,
@@ -1039,6 +1729,21 @@ def validate_write(
             f"Required fields are missing: [{', '.join(missing)}]",
             fields=missing,
         )
+    parent_field = CURRENCY_FROM_PARENT.get(sobject)
+    if parent_field:
+        parent_id = values.get(parent_field) or (current or {}).get(parent_field)
+        parent = state.table("Opportunity").get(parent_id or "")
+        if parent is not None and values.get("CurrencyIsoCode") is None:
+            if not creating and parent_field in values:  # reparented: the new master's
+                values["CurrencyIsoCode"] = parent.get("CurrencyIsoCode")
+        elif parent is not None and parent.get("CurrencyIsoCode") != values["CurrencyIsoCode"]:
+            raise SalesforceApiError(
+                400,
+                "FIELD_INTEGRITY_EXCEPTION",
+                f"Currency ISO Code: a {sobject} takes the currency of its Opportunity "
+                f"({parent.get('CurrencyIsoCode')})",
+                fields=["CurrencyIsoCode"],
+            )
     return values
 
 
@@ -1243,10 +1948,12 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
             fields = request.query_params.get("fields")
             return JSONResponse(render(sobject, current, version, fields))
         if request.method == "DELETE":
+            _refuse_query_only(sobject, "deleted")
             with state.lock:
                 state.table(sobject).pop(current["Id"], None)
             return Response(status_code=204)
-        values = validate_write(state, sobject, await _json(request), creating=False)
+        body = await _json(request)
+        values = validate_write(state, sobject, body, creating=False, current=current)
         with state.lock:
             current.update(values)
         return Response(status_code=204)
@@ -1254,7 +1961,7 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
     async def by_external_id(request: Request, state: SalesforceState, version: str) -> Response:
         sobject = _resolve_sobject(request.path_params["sobject"])
         raw_field = request.path_params["field"]
-        ext_field = _canonical(EXTERNAL_ID_FIELDS[sobject], raw_field)
+        ext_field = _canonical(EXTERNAL_ID_FIELDS.get(sobject, frozenset()), raw_field)
         if ext_field is None:
             raise SalesforceApiError(
                 404,
@@ -1290,7 +1997,7 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
                 )
         update_only = request.query_params.get("updateOnly", "").lower() == "true"
         if matches:
-            values = validate_write(state, sobject, body, creating=False)
+            values = validate_write(state, sobject, body, creating=False, current=matches[0])
             with state.lock:
                 matches[0].update(values)
             return JSONResponse(
@@ -1306,8 +2013,70 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
             status_code=201,
         )
 
+    # -- this stand-in's control endpoints ------------------------------------------------
+    async def control_json(request: Request, *, allow_empty: bool = False) -> dict[str, Any]:
+        if allow_empty and not await request.body():
+            return {}
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise ValueError("send a JSON object")
+        return body
+
+    async def webhooks(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(state.webhook_info())
+        if request.method == "DELETE":
+            state.configure_webhook(None)
+            return JSONResponse({"configured": False})
+        try:
+            body = await control_json(request)
+            url, secret = body.get("url"), body.get("secret")
+            if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url):
+                raise ValueError("url must be an http(s) URL")
+            if not isinstance(secret, str) or not secret:
+                raise ValueError("secret must be a non-empty string")
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        state.configure_webhook(url, secret)
+        return JSONResponse({"configured": True, "url": url})
+
+    async def close_deal(request: Request) -> Response:
+        allowed = {
+            "account_id",
+            "amount",
+            "legal_entity",
+            "template",
+            "billing_model",
+            "sales_cycle_days",
+        }
+        try:
+            body = await control_json(request, allow_empty=True)
+            unknown = sorted(set(body) - allowed)
+            if unknown:
+                raise ValueError(f"unknown fields {', '.join(unknown)}")
+            answer = state.close_deal(**body)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except LookupError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        return JSONResponse(answer, status_code=201)
+
+    async def approve_amendment(request: Request) -> Response:
+        try:
+            body = await control_json(request)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        try:
+            record = state.approve_amendment(body.get("id"))
+        except KeyError:
+            return JSONResponse({"error": "no such Contract_Amendment__c"}, status_code=404)
+        return JSONResponse({"id": record["Id"], "Status__c": record["Status__c"]})
+
     data = "/services/data/{version}"
     routes: list[BaseRoute] = [
+        Route(WEBHOOK_PATH, webhooks, methods=["GET", "POST", "DELETE"]),
+        Route("/__standin__/salesforce/close-deal", close_deal, methods=["POST"]),
+        Route("/__standin__/salesforce/approve-amendment", approve_amendment, methods=["POST"]),
         Route("/services/oauth2/token", token, methods=["POST"]),
         Route("/services/data", versions, methods=["GET"]),
         Route("/services/data/", versions, methods=["GET"]),

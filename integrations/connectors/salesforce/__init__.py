@@ -1,5 +1,5 @@
-"""Salesforce connector: JWT bearer auth (auth.py), the REST client (client.py) and the
-Opportunity/Account mapping to canonical shapes (mapping.py).
+"""Salesforce connector: JWT bearer auth (auth.py), the REST client (client.py), the mapping
+to and from canonical shapes (mapping.py) and the signed outbound events (webhooks.py).
 
 `build_client()` is how the Django side turns a stored Connection into a client:
 settings = {"username": ..., "login_url": optional (defaults to base_url), "api_version":
@@ -16,24 +16,40 @@ import httpx
 from ..errors import AuthError
 from ..http import TelemetrySink
 from .auth import DEFAULT_SESSION_SECONDS, SalesforceJWTAuth
-from .client import DEFAULT_API_VERSION, OPPORTUNITY_FIELDS, SalesforceClient, soql_quote
+from .client import (
+    AMENDMENT_FIELDS,
+    DEFAULT_API_VERSION,
+    OPPORTUNITY_FIELDS,
+    SalesforceClient,
+    soql_quote,
+)
 from .mapping import (
+    amendment_from_salesforce,
+    billing_model_from_salesforce,
     customer_from_salesforce,
+    invoice_status_to_salesforce,
     opportunity_from_salesforce,
     opportunity_writeback,
     parse_salesforce_datetime,
 )
+from .webhooks import parse_event, verify_signature
 
 __all__ = [
+    "AMENDMENT_FIELDS",
     "OPPORTUNITY_FIELDS",
     "SalesforceClient",
     "SalesforceJWTAuth",
+    "amendment_from_salesforce",
+    "billing_model_from_salesforce",
     "build_client",
     "customer_from_salesforce",
+    "invoice_status_to_salesforce",
     "opportunity_from_salesforce",
     "opportunity_writeback",
+    "parse_event",
     "parse_salesforce_datetime",
     "soql_quote",
+    "verify_signature",
 ]
 
 

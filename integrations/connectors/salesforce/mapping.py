@@ -1,29 +1,73 @@
 """Salesforce records to and from canonical shapes: Opportunity (with its Account as the
-Customer), the write-back of ERP/PSA ids onto the Opportunity, and Salesforce datetimes.
+Customer) and its billing model, the write-back of ERP/PSA ids onto the Opportunity, contract
+amendments, invoice statuses written back to the CRM, and Salesforce datetimes.
 
 Salesforce data is untrusted: every problem - a missing Legal_Entity__c, an Amount that is
 not a number, a date that is not a date - raises `MappingError` naming both the canonical
 field and the Salesforce field (`vendor_field` in each problem). Amounts become Decimal via
 their string form, never through float arithmetic, and are never rounded: a value with more
 than two decimals is an error, not a silent change of money.
+
+Money going to Salesforce is a JSON number (the documented type of currency fields); it is
+sent only when the float's shortest repr is exactly the Decimal (true for any amount with at
+most 15 significant digits), else MappingError - never a rounded amount.
+
+Contract amendments: `Milestone_Plan__c` is JSON `[{"name", "percent", "offset_days"}]`;
+each milestone is due `offset_days` after the `start` the caller gives (the contract or
+project start), and its amount is `percent` of the new total rounded half-up to the cent,
+the last milestone taking the remainder, so the amounts always add up to the new total.
+The percents must add up to exactly 100. Only Approved amendments map. `Reason__c` longer
+than 255 characters is shortened (it is description, not data a system acts on).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from ...canonical.errors import MappingError
-from ...canonical.schemas import Customer, Opportunity, validate
+from ...canonical.schemas import (
+    ContractAmendment,
+    Customer,
+    InvoiceStatus,
+    Opportunity,
+    validate,
+)
 
 SOURCE = "salesforce"
 _CENTS = Decimal("0.01")
 
 ERP_CUSTOMER_ID_FIELD = "Throughline_ERP_Customer_Id__c"
 PSA_PROJECT_ID_FIELD = "Throughline_PSA_Project_Id__c"
+BILLING_MODEL_FIELD = "Billing_Model__c"
+
+#: Billing_Model__c picklist value -> canonical billing model
+BILLING_MODELS: dict[str, str] = {
+    "Fixed Fee": "fixed_fee",
+    "Time and Materials": "time_and_materials",
+    "Retainer": "retainer",
+}
+#: canonical payment state -> Throughline_Invoice__c.Status__c (cancelled has none)
+INVOICE_STATUSES: dict[str, str] = {"open": "Open", "paid": "Paid", "overdue": "Overdue"}
+AMENDMENT_FIELD_MAP: dict[str, str] = {
+    "source_id": "Id",
+    "opportunity_source_id": "Opportunity__c",
+    "effective_date": "Effective_Date__c",
+    "new_total_value": "New_Total_Value__c",
+    "currency": "CurrencyIsoCode",
+    "milestones": "Milestone_Plan__c",
+    "reason": "Reason__c",
+    "status": "Status__c",
+}
+_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_HUNDRED = Decimal(100)
+#: a milestone plan this long is not a plan a person wrote
+_MAX_MILESTONES = 100
 
 #: canonical field path -> Salesforce field (for error messages)
 OPPORTUNITY_FIELD_MAP: dict[str, str] = {
@@ -170,6 +214,145 @@ def opportunity_writeback(erp_customer_id: str, psa_project_id: str) -> dict[str
     }
 
 
+def billing_model_from_salesforce(record: dict[str, Any]) -> str:
+    """The Opportunity's Billing_Model__c as fixed_fee, time_and_materials or retainer;
+    MappingError when it is missing or another value."""
+    value = record.get(BILLING_MODEL_FIELD) if isinstance(record, dict) else None
+    model = BILLING_MODELS.get(value.strip()) if isinstance(value, str) else None
+    if model is None:
+        shown = repr(value)[:60]
+        raise MappingError(
+            entity="opportunity",
+            problems=[
+                _item(
+                    "billing_model",
+                    BILLING_MODEL_FIELD,
+                    f"expected one of {', '.join(BILLING_MODELS)}, got {shown}",
+                )
+            ],
+            source=SOURCE,
+        )
+    return model
+
+
+def amendment_from_salesforce(
+    record: dict[str, Any], *, currency: str, start: date
+) -> ContractAmendment:
+    """An Approved Contract_Amendment__c as a canonical ContractAmendment in `currency` (the
+    contract's; the record's own CurrencyIsoCode, when present, must be the same), with its
+    milestone plan counted from `start` (see the module docstring)."""
+    if not isinstance(record, dict):
+        raise _problem("contract_amendment", "record", "expected a Contract_Amendment__c")
+    problems: list[dict[str, Any]] = []
+    code = currency.strip().upper() if isinstance(currency, str) else ""
+    if not _CURRENCY.match(code):
+        problems.append(_item("currency", "currency", "expected a three-letter currency code"))
+    own = record.get("CurrencyIsoCode")
+    if own is not None and (not isinstance(own, str) or own.strip().upper() != code):
+        problems.append(
+            _item("currency", "CurrencyIsoCode", f"the amendment is in {own!r}, not {code}")
+        )
+    if not isinstance(start, date) or isinstance(start, datetime):
+        problems.append(_item("milestones", "start", "expected the date the plan counts from"))
+    status = record.get("Status__c")
+    if status != "Approved":
+        problems.append(
+            _item("status", "Status__c", f"only Approved amendments apply, not {status!r}")
+        )
+    reason = record.get("Reason__c")
+    data: dict[str, Any] = {
+        "source_id": record.get("Id"),
+        "opportunity_source_id": record.get("Opportunity__c"),
+        "currency": code,
+        "reason": reason[:255] if isinstance(reason, str) else "",
+    }
+    if reason is not None and not isinstance(reason, str):
+        problems.append(_item("reason", "Reason__c", "expected text"))
+    try:
+        data["new_total_value"] = total = parse_amount(record.get("New_Total_Value__c"))
+    except ValueError as exc:
+        problems.append(_item("new_total_value", "New_Total_Value__c", str(exc)))
+        total = None
+    effective = record.get("Effective_Date__c")
+    try:
+        if not isinstance(effective, str):
+            raise ValueError
+        data["effective_date"] = date.fromisoformat(effective)
+    except ValueError:
+        problems.append(
+            _item("effective_date", "Effective_Date__c", "expected a date like 2026-11-30")
+        )
+    try:
+        plan = _milestone_plan(record.get("Milestone_Plan__c"))
+    except ValueError as exc:
+        problems.append(_item("milestones", "Milestone_Plan__c", str(exc)))
+    else:
+        if plan and total is not None and not problems:
+            data["milestones"] = _milestones(plan, total, start)
+    if problems:
+        raise MappingError(entity="contract_amendment", problems=problems, source=SOURCE)
+    return _validate(ContractAmendment, data, AMENDMENT_FIELD_MAP)
+
+
+def invoice_status_to_salesforce(
+    status: InvoiceStatus,
+    *,
+    opportunity_id: str,
+    currency: str | None = None,
+    paid_on: date | None = None,
+) -> dict[str, Any]:
+    """The Throughline_Invoice__c fields (for `upsert_invoice_status`) that show an ERP
+    invoice's state on its Opportunity. `currency` is sent as CurrencyIsoCode when given
+    (Salesforce takes the Opportunity's anyway, and refuses another); `paid_on` fills
+    Paid_Date__c of a paid invoice (left as it is when not given), other states clear it.
+    A cancelled invoice has no Status__c value: MappingError."""
+    if not isinstance(status, InvoiceStatus):
+        raise _problem("invoice_status", "status", "expected a canonical InvoiceStatus")
+    problems: list[dict[str, Any]] = []
+    if not isinstance(opportunity_id, str) or not _RECORD_ID.match(opportunity_id):
+        problems.append(_item("opportunity_id", "Opportunity__c", "not a Salesforce record id"))
+    sf_status = INVOICE_STATUSES.get(status.state)
+    if sf_status is None:
+        problems.append(
+            _item("state", "Status__c", f"no Throughline_Invoice__c status for {status.state}")
+        )
+    if currency is not None and (not isinstance(currency, str) or not _CURRENCY.match(currency)):
+        problems.append(_item("currency", "CurrencyIsoCode", "expected a three-letter code"))
+    try:
+        amount = wire_amount(status.total)
+    except ValueError as exc:
+        problems.append(_item("total", "Amount__c", str(exc)))
+    if problems:
+        raise MappingError(entity="invoice_status", problems=problems, source=SOURCE)
+    number = status.number.strip() or status.erp_invoice_id
+    fields: dict[str, Any] = {
+        "Name": number[:80],
+        "Opportunity__c": opportunity_id,
+        "Invoice_Number__c": number,
+        "Amount__c": amount,
+        "Status__c": sf_status,
+        "Due_Date__c": status.due_date.isoformat() if status.due_date else None,
+    }
+    if currency is not None:
+        fields["CurrencyIsoCode"] = currency
+    if status.state != "paid":
+        fields["Paid_Date__c"] = None
+    elif paid_on is not None:
+        fields["Paid_Date__c"] = paid_on.isoformat()
+    return fields
+
+
+def wire_amount(value: Decimal) -> float:
+    """A Decimal amount as the JSON number Salesforce takes, only when that number is exactly
+    the amount (see the module docstring); ValueError otherwise."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValueError("amount is not a finite Decimal")
+    number = float(value)
+    if Decimal(repr(number)) != value:
+        raise ValueError(f"amount {value} has too many digits to send exactly")
+    return number
+
+
 def parse_amount(value: object) -> Decimal:
     """A Salesforce currency value as Decimal via its string form (120000.0 -> 120000.00,
     never rounded: more than two decimals stay as they are and fail the canonical check);
@@ -193,6 +376,65 @@ def parse_amount(value: object) -> Decimal:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _milestone_plan(raw: object) -> list[tuple[str, Decimal, int]]:
+    """Milestone_Plan__c as (name, percent, offset_days) rows; ValueError says what is
+    wrong. Empty or missing means no plan."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return []
+    if not isinstance(raw, str):
+        raise ValueError("expected JSON text")
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        raise ValueError("not valid JSON") from None
+    if not isinstance(items, list):
+        raise ValueError("expected a JSON list of milestones")
+    if len(items) > _MAX_MILESTONES:
+        raise ValueError(f"more than {_MAX_MILESTONES} milestones")
+    plan: list[tuple[str, Decimal, int]] = []
+    for index, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise ValueError(f"milestone {index} is not an object")
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name.strip()) > 255:
+            raise ValueError(f"milestone {index} needs a name of 1 to 255 characters")
+        raw_percent = item.get("percent")
+        if isinstance(raw_percent, bool) or not isinstance(raw_percent, int | float | str):
+            raise ValueError(f"milestone {index} needs a percent")
+        try:
+            percent = Decimal(str(raw_percent).strip())
+        except InvalidOperation:
+            raise ValueError(f"milestone {index}: percent is not a number") from None
+        if not percent.is_finite() or not 0 < percent <= _HUNDRED:
+            raise ValueError(f"milestone {index}: percent must lie above 0 and up to 100")
+        offset = item.get("offset_days")
+        if isinstance(offset, float) and offset.is_integer():
+            offset = int(offset)
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= 36_500:
+            raise ValueError(f"milestone {index}: offset_days must be a whole number of days >= 0")
+        plan.append((name.strip(), percent, offset))
+    total = sum((percent for _, percent, _ in plan), Decimal(0))
+    if plan and total != _HUNDRED:
+        raise ValueError(f"the percents add up to {total}, not 100")
+    return plan
+
+
+def _milestones(
+    plan: list[tuple[str, Decimal, int]], total: Decimal, start: date
+) -> list[dict[str, Any]]:
+    """Milestone data whose amounts add up to `total` exactly (the last takes the rest)."""
+    rows: list[dict[str, Any]] = []
+    allotted = Decimal("0.00")
+    for index, (name, percent, offset) in enumerate(plan):
+        if index == len(plan) - 1:
+            amount = total - allotted
+        else:
+            amount = (total * percent / _HUNDRED).quantize(_CENTS, rounding=ROUND_HALF_UP)
+            allotted += amount
+        rows.append({"name": name, "due_date": start + timedelta(days=offset), "amount": amount})
+    return rows
 
 
 def _customer_data(account: dict[str, Any], account_id: object) -> dict[str, Any]:

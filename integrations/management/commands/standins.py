@@ -10,9 +10,12 @@ import os
 import signal
 import threading
 
+import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from integrations.choices import Vendor
+from integrations.models import Connection
 from integrations.standins.server import (
     STANDINS,
     SnapshotKeeper,
@@ -52,6 +55,7 @@ class Command(BaseCommand):
                 keepers.append(keeper)
                 origin = "saved records" if restored else "seed data"
                 self.stdout.write(f"{vendor} stand-in on {standin.url} ({origin})")
+            self._point_salesforce_webhooks_at_the_console(running)
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             with contextlib.suppress(KeyboardInterrupt):
@@ -61,3 +65,20 @@ class Command(BaseCommand):
                 keeper.stop()
             for standin in running:
                 standin.stop()
+
+    def _point_salesforce_webhooks_at_the_console(self, running: list) -> None:
+        """Demo wiring: the Salesforce stand-in pushes won deals to the console's webhook,
+        signed with the demo connection's secret (polling stays the backstop)."""
+        standin = next((s for s in running if s.vendor == "salesforce"), None)
+        crm = Connection.objects.filter(vendor=Vendor.SALESFORCE, enabled=True).first()
+        if standin is None or crm is None or not crm.secrets.get("webhook_secret"):
+            return
+        port = os.environ.get("CONSOLE_PORT", "8000")
+        url = f"http://127.0.0.1:{port}/webhooks/salesforce/{crm.pk}/"
+        answer = httpx.post(
+            f"{standin.url}/__standin__/salesforce/webhooks",
+            json={"url": url, "secret": crm.secrets["webhook_secret"]},
+            timeout=5,
+        )
+        if answer.is_success:
+            self.stdout.write(f"salesforce stand-in pushes won deals to {url}")
