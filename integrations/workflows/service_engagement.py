@@ -68,6 +68,14 @@ class FetchDeal(Step):
             .first()
         )
         ctx.run.region = region or ""
+        if opp.is_closed and opp.is_won:
+            # Business timestamps for the quote-to-project KPIs, from the CRM's own records.
+            key = ctx.run.business_key
+            quoted = crm.first_quote_date(opp.source_id)
+            if quoted is not None:
+                timeline.stamp(key, "quote", quoted, source="crm")
+            won = crm.closed_won_at(record)
+            timeline.stamp(key, "closed_won", won or opp.modified_at, source="crm")
         if not (opp.is_closed and opp.is_won):
             raise StepError(
                 "deal_not_won",

@@ -42,4 +42,4 @@ def test_a_deal_without_a_project_past_its_deadline_is_stuck_until_it_gets_one(d
             "name", flat=True
         )
     )
-    assert {"customer_ready", "project_provisioned"} <= names
+    assert {"quote", "closed_won", "customer_ready", "project_provisioned"} <= names
