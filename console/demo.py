@@ -185,7 +185,7 @@ def seed(
         "NetSuite (demo)", Vendor.NETSUITE, SystemKind.ERP, AuthKind.OAUTH_M2M, urls["netsuite"]
     )
     old = netsuite.secrets if netsuite.secrets_ciphertext else {}
-    netsuite.settings = {"account_id": NETSUITE_ACCOUNT}
+    netsuite.settings = {"account_id": NETSUITE_ACCOUNT, "milestone_item_id": "2"}
     netsuite.set_secrets(
         {
             "client_id": NETSUITE_CLIENT_ID,
@@ -207,7 +207,7 @@ def seed(
         urls["netsuite_legacy"],
     )
     old = legacy.secrets if legacy.secrets_ciphertext else {}
-    legacy.settings = {"account_id": NETSUITE_LEGACY_ACCOUNT}
+    legacy.settings = {"account_id": NETSUITE_LEGACY_ACCOUNT, "milestone_item_id": "2"}
     legacy.set_secrets(
         {
             "client_id": NETSUITE_CLIENT_ID,

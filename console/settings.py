@@ -222,6 +222,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "outbox-sweep": {"task": "integrations.sweep_outbox", "schedule": 5.0},
     "detect-stuck-transactions": {"task": "integrations.detect_stuck", "schedule": 60.0},
+    "poll-psa-events": {
+        "task": "integrations.poll_all_psa_connections",
+        "schedule": env.float("POLL_INTERVAL_SECONDS", default=15.0),
+    },
+    "sync-payment-status": {"task": "integrations.sync_all_payments", "schedule": 60.0},
 }
 
 # -- Throughline -----------------------------------------------------------------------------

@@ -41,7 +41,11 @@ class Trace:
 
 
 def build_trace(business_key: str, *, max_calls: int = 500) -> Trace:
-    runs = list(SyncRun.objects.filter(business_key=business_key).order_by("created_at"))
+    runs = list(
+        SyncRun.objects.filter(
+            Q(business_key=business_key) | Q(correlation_id=business_key)
+        ).order_by("created_at")
+    )
     run_ids = [r.pk for r in runs]
     correlations = [r.correlation_id for r in runs]
     entries: list[Entry] = []
@@ -76,7 +80,8 @@ def build_trace(business_key: str, *, max_calls: int = 500) -> Trace:
             )
         )
     exceptions = IntegrationException.objects.filter(
-        Q(run_id__in=run_ids) | Q(entity_type="transaction", entity_ref=business_key)
+        Q(run_id__in=run_ids)
+        | Q(entity_type="transaction", entity_ref__in=[business_key, *correlations])
     ).select_related("queue")
     for exc in exceptions:
         entries.append(
@@ -108,7 +113,9 @@ def build_trace(business_key: str, *, max_calls: int = 500) -> Trace:
         business_key=business_key,
         runs=runs,
         entries=entries,
-        expectations=list(Expectation.objects.filter(business_key=business_key)),
+        expectations=list(
+            Expectation.objects.filter(business_key__in=[business_key, *correlations])
+        ),
         expected_next=_expected_next(runs),
     )
 

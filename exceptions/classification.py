@@ -196,6 +196,35 @@ RULES: dict[str, Rule] = {
         "Make the change in the owning system (named below) and undo it in the ERP; "
         "Throughline then syncs it everywhere. Resolve this exception when done.",
     ),
+    "closed_accounting_period": Rule(
+        C.CLOSED_ACCOUNTING_PERIOD,
+        B,
+        TeamKind.FINANCE,
+        "The ERP refused the invoice because its accounting period is closed.",
+        "Reopen the period for receivables in the ERP (or agree a later invoice date), then Retry.",
+    ),
+    "invoice_rejected_by_erp": Rule(
+        C.INVOICE_REJECTED_BY_ERP,
+        B,
+        TeamKind.FINANCE,
+        "The ERP refused the invoice Throughline sent.",
+        "Read the ERP's message below, correct the data at its source, then Retry.",
+    ),
+    "project_not_linked": Rule(
+        C.PROJECT_NOT_LINKED,
+        B,
+        TeamKind.PMO,
+        "A milestone was completed on a project Throughline did not provision, so it cannot "
+        "tell which deal, customer and legal entity to invoice.",
+        "Provision the project through Throughline (or link it to its deal), then Retry.",
+    ),
+    "erp_configuration_missing": Rule(
+        C.ERP_CONFIGURATION_MISSING,
+        T,
+        TeamKind.FINANCE,
+        "The ERP connection lacks a setting Throughline needs to create the record.",
+        "Complete the connection's settings (named below), then Retry.",
+    ),
     "internal_error": Rule(
         C.INTERNAL_ERROR,
         T,

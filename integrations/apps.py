@@ -10,4 +10,6 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         # Register the engine's tasks in every process (web included), so the outbox can
         # hand any message to Celery by task name.
-        from . import tasks  # noqa: F401
+        from . import consumers, notifications, tasks  # noqa: F401
+
+        consumers.register()

@@ -48,3 +48,14 @@ def bind(
         binding.external_id = external_id
         binding.save(update_fields=["external_id", "updated_at"])
     return binding
+
+
+def canonical_key(connection: Connection, entity_type: str, external_id: str) -> str | None:
+    """The canonical key bound to `external_id` in `connection`, if any (the reverse lookup)."""
+    return (
+        ExternalBinding.objects.filter(
+            connection=connection, entity_type=entity_type, external_id=external_id
+        )
+        .values_list("canonical_key", flat=True)
+        .first()
+    )

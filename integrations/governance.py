@@ -51,6 +51,18 @@ def record_write(
             ledger.save(update_fields=["field_hashes", "written_at"])
 
 
+def already_written(
+    connection: Connection, entity_type: str, external_id: str, fields: dict[str, Any]
+) -> bool:
+    """Whether Throughline last wrote exactly these values to the record (skip the write)."""
+    ledger = WriteLedger.objects.filter(
+        connection=connection, entity_type=entity_type, external_id=str(external_id)
+    ).first()
+    if ledger is None:
+        return False
+    return all(ledger.field_hashes.get(k) == _hash(v) for k, v in fields.items())
+
+
 @dataclass
 class Review:
     """The verdict on one inbound change."""

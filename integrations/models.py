@@ -465,3 +465,47 @@ class WriteLedger(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection} {self.entity_type} {self.external_id}"
+
+
+class NotificationEndpoint(models.Model):
+    """A webhook that hears about business events (a customer portal, a Slack or Teams
+    bridge): each delivery is signed with the endpoint's secret and recorded."""
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200, help_text="HMAC-SHA256 key for the signature")
+    topics = models.JSONField(default=list, help_text='e.g. ["milestone.completed"]')
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class NotificationDelivery(models.Model):
+    """One event delivered (or not) to one endpoint."""
+
+    endpoint = models.ForeignKey(
+        NotificationEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    topic = models.CharField(max_length=80)
+    key = models.CharField(max_length=160)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    delivered = models.BooleanField(default=False)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "topic", "key"], name="delivery_unique_event"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic} {self.key} -> {self.endpoint} ({'ok' if self.delivered else 'no'})"

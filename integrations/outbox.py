@@ -68,7 +68,7 @@ def publish(topic: str, payload: dict[str, Any], *, key: str = "") -> list[Outbo
         [
             OutboxMessage(
                 task=s.task,
-                args=[payload],
+                args=[{"topic": topic, **payload}],
                 queue=s.queue(payload) if s.queue else "",
                 key=key[:160],
                 topic=topic,

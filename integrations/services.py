@@ -75,7 +75,8 @@ def _expect_milestone(run: SyncRun) -> None:
     milestone = get_workflow(run.workflow).milestone
     seconds = settings.EXPECTATIONS.get(milestone) if milestone else None
     if seconds:
-        timeline.expect(run.business_key, milestone, timedelta(seconds=seconds))
+        # keyed by the run's own transaction (one deal has many milestones to invoice)
+        timeline.expect(run.correlation_id, milestone, timedelta(seconds=seconds))
 
 
 def resume_run(run: SyncRun, *, actor: User | None = None, reason: str = "retry") -> bool:

@@ -9,7 +9,9 @@ from celery import shared_task
 from . import outbox, timeline
 from .choices import SystemKind, Vendor
 from .models import Connection
+from .payments import sync_payments
 from .polling import poll_closed_won
+from .psa_feed import read_psa_events
 from .queues import queue_for
 from .workflows.engine import execute_run
 
@@ -52,3 +54,36 @@ def sweep_outbox() -> int:
 def detect_stuck() -> int:
     """Flag business transactions that missed a deadline (see integrations.timeline)."""
     return timeline.detect_stuck()
+
+
+@shared_task(name="integrations.poll_psa_events")
+def poll_psa_events(connection_id: int) -> dict:
+    result = read_psa_events(Connection.objects.get(pk=connection_id))
+    return {"events": result.events, "milestones": result.milestones}
+
+
+@shared_task(name="integrations.poll_all_psa_connections")
+def poll_all_psa_connections() -> int:
+    ids = list(
+        Connection.objects.filter(
+            system=SystemKind.PSA, enabled=True, vendor=Vendor.KANTATA
+        ).values_list("pk", flat=True)
+    )
+    for pk in ids:
+        poll_psa_events.apply_async(args=[pk], queue=queue_for(pk))
+    return len(ids)
+
+
+@shared_task(name="integrations.sync_payments")
+def sync_payments_task(connection_id: int) -> int:
+    return sync_payments(Connection.objects.get(pk=connection_id))
+
+
+@shared_task(name="integrations.sync_all_payments")
+def sync_all_payments() -> int:
+    ids = list(
+        Connection.objects.filter(system=SystemKind.ERP, enabled=True).values_list("pk", flat=True)
+    )
+    for pk in ids:
+        sync_payments_task.apply_async(args=[pk], queue=queue_for(pk))
+    return len(ids)

@@ -86,8 +86,9 @@ class StepContext:
     _clients: dict[int, ConnectorHttpClient] = field(default_factory=dict)
 
     def connection(self, system: str) -> Connection:
-        if system == SystemKind.CRM and self.run.source_connection_id:
-            return self.run.source_connection
+        source = self.run.source_connection if self.run.source_connection_id else None
+        if source is not None and source.system == system:
+            return source  # the instance the event came from (several CRMs or PSAs)
         return primary_connection(system)
 
     def erp(self, document: str) -> Connection:

@@ -84,14 +84,22 @@ def execute_run(run_id: int) -> SyncRun | None:
                 record.save(update_fields=["status", "output", "finished_at"])
                 ctx.outputs[step.name] = output
                 run.context = {**run.context, step.name: output}
-                run.save(update_fields=["context", "legal_entity_code", "region", "title"])
+                run.save(
+                    update_fields=[
+                        "context",
+                        "legal_entity_code",
+                        "region",
+                        "title",
+                        "business_key",
+                    ]
+                )
         with transaction.atomic():
             run.status = RunStatus.SUCCEEDED
             run.error = {}
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "error", "finished_at"])
-            if workflow.milestone and run.business_key:
-                timeline.meet(run.business_key, workflow.milestone)
+            if workflow.milestone:
+                timeline.meet(run.correlation_id, workflow.milestone)
             run_succeeded.send(sender=SyncRun, run=run)
         logger.info("run %s (%s %s) succeeded", run.pk, run.workflow, run.correlation_id)
         return run
@@ -129,5 +137,15 @@ def _fail(run: SyncRun, record: SyncStep, step, ctx: StepContext, exc: Exception
         run.status = RunStatus.FAILED
         run.error = {"step": step.name, **failure.as_dict()}
         run.finished_at = now
-        run.save(update_fields=["status", "error", "finished_at", "legal_entity_code", "region"])
+        run.save(
+            update_fields=[
+                "status",
+                "error",
+                "finished_at",
+                "legal_entity_code",
+                "region",
+                "title",
+                "business_key",
+            ]
+        )
         step_failed.send(sender=SyncRun, run=run, step=record, failure=failure)

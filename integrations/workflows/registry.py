@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from .base import Workflow
+from .milestone_billing import ReleaseMilestoneBilling
 from .service_engagement import CreateServiceEngagement
 
-WORKFLOWS: dict[str, Workflow] = {wf.name: wf for wf in (CreateServiceEngagement(),)}
+WORKFLOWS: dict[str, Workflow] = {
+    wf.name: wf for wf in (CreateServiceEngagement(), ReleaseMilestoneBilling())
+}
 
 
 def get_workflow(name: str) -> Workflow:

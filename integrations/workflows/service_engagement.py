@@ -23,6 +23,7 @@ from integrations.connectors.netsuite import mapping as netsuite_mapping
 from integrations.connectors.salesforce import mapping as salesforce_mapping
 from integrations.models import LegalEntity, ProjectTemplate
 
+from . import erp_customers
 from .base import Step, StepContext, Workflow
 from .failures import StepError
 from .planning import plan_project
@@ -107,20 +108,9 @@ class CheckLegalEntity(Step):
                 entity_ref=code,
             )
         erp = self.connection(ctx)
-        subsidiary_id = bindings.lookup(erp, "legal_entity", code)
-        if subsidiary_id is None:
-            raise StepError(
-                "legal_entity_not_in_erp",
-                f"Legal entity {code} has no subsidiary bound in {erp.name}.",
-                entity_type="legal_entity",
-                entity_ref=code,
-                connection_id=erp.pk,
-            )
-        client = ctx.client(erp)
-        currencies = netsuite_mapping.currency_ids(
-            client.suiteql("SELECT id, symbol FROM currency")
-        )
-        subsidiary = client.get_subsidiary(subsidiary_id)
+        subsidiary_id = erp_customers.subsidiary_of(erp, code)
+        currencies = erp_customers.currency_ids(ctx, erp)
+        subsidiary = ctx.client(erp).get_subsidiary(subsidiary_id)
         canonical = netsuite_mapping.legal_entity_from_subsidiary(
             subsidiary, code=code, region=entity.region, currencies=currencies
         )
@@ -153,44 +143,15 @@ class EnsureErpCustomer(Step):
         return fetched["opportunity"]["customer"]["source_id"] if fetched else ""
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        opp = opportunity(ctx)
-        customer = opp.customer
-        key = f"crm-account:{customer.source_id}"
-        erp = self.connection(ctx)
-        bound = bindings.lookup(erp, "customer", key)
-        if bound:
-            timeline.stamp(ctx.run.business_key, "customer_ready", source=erp.name)
-            return {"erp_customer_id": bound, "created": False}
-        client = ctx.client(erp)
-        external_id = f"TL-{customer.source_id}"
-        currency_ids = ctx.output("check_legal_entity")["currency_ids"]
-        currency = customer.currency or opp.currency
-        if currency not in currency_ids:
-            raise StepError(
-                "customer_rejected_by_erp",
-                f"Currency {currency} is not set up in {erp.name}.",
-                entity_type="customer",
-                entity_ref=customer.source_id,
-                connection_id=erp.pk,
-            )
-        body = netsuite_mapping.customer_to_netsuite(
-            customer,
-            external_id=external_id,
-            subsidiary_id=ctx.output("check_legal_entity")["subsidiary_id"],
-            currency_id=currency_ids[currency],
+        checked = ctx.output("check_legal_entity")
+        internal_id, created = erp_customers.ensure_customer(
+            ctx,
+            self.connection(ctx),
+            opportunity(ctx),
+            subsidiary_id=checked["subsidiary_id"],
+            currencies=checked["currency_ids"],
         )
-        internal_id = client.upsert_by_external_id("customer", external_id, body)
-        bindings.bind(erp, "customer", key, internal_id, run=ctx.run)
-        timeline.stamp(ctx.run.business_key, "customer_ready", source=erp.name)
-        audit.record(
-            "erp.customer.upserted",
-            f"Customer {customer.name} upserted in {erp.name} as {internal_id}",
-            correlation_id=ctx.run.correlation_id,
-            connection=erp.name,
-            external_id=internal_id,
-            idempotency_key=external_id,
-        )
-        return {"erp_customer_id": internal_id, "external_id": external_id}
+        return {"erp_customer_id": internal_id, "created": created}
 
 
 class ProvisionProject(Step):
