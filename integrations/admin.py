@@ -18,12 +18,15 @@ from .models import (
     ExternalBinding,
     InboundEvent,
     LegalEntity,
+    NotificationDelivery,
+    NotificationEndpoint,
     OutboxMessage,
     ProjectTemplate,
     SyncRun,
     SyncStep,
     SystemOfRecordRule,
     Watermark,
+    WriteLedger,
 )
 
 
@@ -234,3 +237,21 @@ class InboundEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["received_at", "event_type", "source", "idempotency_key", "status", "run"]
     list_filter = ["status", "event_type", "source"]
     search_fields = ["idempotency_key"]
+
+
+@admin.register(WriteLedger)
+class WriteLedgerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["connection", "entity_type", "external_id", "written_at"]
+    list_filter = ["connection", "entity_type"]
+    search_fields = ["external_id"]
+
+
+@admin.register(NotificationEndpoint)
+class NotificationEndpointAdmin(admin.ModelAdmin):
+    list_display = ["name", "url", "enabled"]
+
+
+@admin.register(NotificationDelivery)
+class NotificationDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["created_at", "endpoint", "topic", "key", "delivered", "status_code"]
+    list_filter = ["delivered", "topic", "endpoint"]

@@ -1,5 +1,7 @@
-"""Kantata mapping: canonical Project and Milestone to Kantata workspace and story bodies, and
-Kantata milestone stories back to canonical Milestones.
+"""Kantata mapping: canonical Project and Milestone to Kantata workspace and story bodies;
+Kantata milestone stories back to canonical Milestones, completed ones to
+MilestoneCompletions; time entries, expenses, assignments and participations to their
+canonical shapes.
 
 Money crosses as integers of the currency's subunits computed from Decimal exactly (never
 through float): Kantata's `currency_base_unit` is 100 for most currencies, 1 for zero-decimal
@@ -10,16 +12,32 @@ sent as an exact decimal string built from the subunit integer. Stories carry
 
 Everything read from Kantata is untrusted: `milestones_from_stories` validates through the
 canonical schema and raises MappingError naming the offending story and field.
+
+Second round (PSA -> ERP): `milestone_completion_from_story`, `time_entry_from_kantata`,
+`expense_from_kantata` and `assignment_from_kantata` build the canonical records; money comes
+from subunit integers exactly, hours from minutes in Decimal with the canonical two decimals
+(exact for multiples of 3 minutes, else rounded half-up to the hundredth: the canonical
+Quantity has two places). A zero `cost_rate_in_cents` means no rate set and maps to None;
+notes longer than the canonical 255 characters are cut.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from integrations.canonical.errors import MappingError
-from integrations.canonical.schemas import Milestone, Project, validate
+from integrations.canonical.schemas import (
+    Assignment,
+    Expense,
+    Milestone,
+    MilestoneCompletion,
+    Project,
+    TimeEntry,
+    validate,
+)
 
 ZERO_DECIMAL_CURRENCIES = frozenset(
     {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV",
@@ -185,3 +203,215 @@ def milestones_from_stories(
         }
         milestones.append(validate(Milestone, data, source=where))
     return milestones
+
+
+# -- delivery and finance records (PSA -> ERP) -----------------------------------------------
+HUNDREDTH = Decimal("0.01")
+NOTES_LIMIT = 255  # the canonical short text; longer Kantata notes are cut
+
+
+def hours_from_minutes(minutes: int) -> Decimal:
+    """Minutes as hours with the canonical two decimals, computed in Decimal: exact for
+    multiples of 3 minutes, otherwise rounded half-up to the hundredth (at most 18 s)."""
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 0:
+        raise ValueError(f"minutes must be a whole number of minutes, got {minutes!r}")
+    return (Decimal(minutes) / 60).quantize(HUNDREDTH, rounding=ROUND_HALF_UP)
+
+
+def _fail(entity: str, field: str, problem: str, source: str, kind: str = "value") -> MappingError:
+    return MappingError(
+        entity=entity, problems=[{"field": field, "problem": problem, "type": kind}], source=source
+    )
+
+
+def _record(value: Any, entity: str, source: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(entity, entity, "not an object", source, "type")
+    return value
+
+
+def _kantata_id(
+    record: dict[str, Any], key: str, entity: str, source: str, *, required: bool = True
+) -> str | None:
+    raw = record.get(key)
+    if raw is None and not required:
+        return None
+    text = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else ""
+    if not text.isdigit():
+        raise _fail(entity, key, "not a Kantata id", source, "id")
+    return text
+
+
+def _whole(record: dict[str, Any], key: str, entity: str, source: str) -> int:
+    raw = record.get(key)
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        raise _fail(entity, key, "not a whole number of zero or more", source, "int")
+    return raw
+
+
+def _flag(record: dict[str, Any], key: str, entity: str, source: str) -> bool:
+    raw = record.get(key)
+    if not isinstance(raw, bool):
+        raise _fail(entity, key, "not true or false", source, "bool")
+    return raw
+
+
+def _notes(record: dict[str, Any]) -> str:
+    notes = record.get("notes")
+    return notes.strip()[:NOTES_LIMIT] if isinstance(notes, str) else ""
+
+
+def _currency(record: dict[str, Any], entity: str, source: str) -> str:
+    currency = record.get("currency")
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
+        raise _fail(entity, "currency", "not a 3-letter currency code", source, "currency")
+    return currency
+
+
+def time_entry_from_kantata(entry: dict[str, Any], *, project_key: str) -> TimeEntry:
+    """A canonical TimeEntry from a Kantata time entry: hours from `time_in_minutes`,
+    `cost_rate_in_cents` (per hour, in the entry's currency subunits; 0 means none set)
+    as the cost rate, `approved` as given (see `KantataClient.approved_time_entries`)."""
+    source = f"kantata:time_entry:{entry.get('id') if isinstance(entry, dict) else '?'}"
+    entry = _record(entry, "time_entry", source)
+    currency = _currency(entry, "time_entry", source)
+    minutes = _whole(entry, "time_in_minutes", "time_entry", source)
+    cost_cents = entry.get("cost_rate_in_cents")
+    cost_rate = None
+    if cost_cents not in (None, 0):
+        cost_rate = from_subunits(
+            _whole(entry, "cost_rate_in_cents", "time_entry", source), currency
+        )
+    data = {
+        "source_id": _kantata_id(entry, "id", "time_entry", source),
+        "project_key": project_key,
+        "psa_project_id": _kantata_id(entry, "workspace_id", "time_entry", source),
+        "person_id": _kantata_id(entry, "user_id", "time_entry", source),
+        "work_date": entry.get("date_performed"),
+        "hours": hours_from_minutes(minutes),
+        "billable": _flag(entry, "billable", "time_entry", source),
+        "approved": _flag(entry, "approved", "time_entry", source),
+        "task_id": _kantata_id(entry, "story_id", "time_entry", source, required=False),
+        "cost_rate": cost_rate,
+        "currency": currency,
+        "notes": _notes(entry),
+    }
+    return validate(TimeEntry, data, source=source)
+
+
+def expense_from_kantata(expense: dict[str, Any], *, project_key: str) -> Expense:
+    """A canonical Expense from a Kantata expense: `amount_in_cents` in the expense's
+    currency subunits, `is_billable`, `approved` (added by the client for expenses the
+    `approved` filter vouches for; absent means not approved) and `receipt_id` (present
+    only with include=receipt: a missing key is refused rather than read as no receipt)."""
+    source = f"kantata:expense:{expense.get('id') if isinstance(expense, dict) else '?'}"
+    expense = _record(expense, "expense", source)
+    currency = _currency(expense, "expense", source)
+    if "receipt_id" not in expense:
+        raise _fail("expense", "receipt_id", "not included (ask with include=receipt)", source)
+    category = expense.get("category")
+    data = {
+        "source_id": _kantata_id(expense, "id", "expense", source),
+        "project_key": project_key,
+        "psa_project_id": _kantata_id(expense, "workspace_id", "expense", source),
+        "person_id": _kantata_id(expense, "user_id", "expense", source),
+        "spent_on": expense.get("date"),
+        "category": category.strip() if isinstance(category, str) else category,
+        "amount": from_subunits(_whole(expense, "amount_in_cents", "expense", source), currency),
+        "currency": currency,
+        "billable": _flag(expense, "is_billable", "expense", source),
+        "approved": expense.get("approved") is True,
+        "receipt_attached": expense.get("receipt_id") is not None,
+        "notes": _notes(expense),
+    }
+    return validate(Expense, data, source=source)
+
+
+def _completion_day(story: dict[str, Any]) -> Any:
+    """The day the story was completed: `completed_at` (from its state changes, added by
+    `KantataClient.milestone_story`), else its `updated_at`; the date in the timestamp's own
+    offset (the account's local day)."""
+    for key in ("completed_at", "updated_at"):
+        raw = story.get(key)
+        if isinstance(raw, str):
+            try:
+                return dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).date()
+            except ValueError:
+                return raw  # refused by the schema, naming the field
+    return None
+
+
+def milestone_completion_from_story(
+    story: dict[str, Any], workspace: dict[str, Any], *, project_key: str
+) -> MilestoneCompletion:
+    """A MilestoneCompletion from a completed milestone story and its workspace: the amount
+    is the story's `budget_estimate_in_cents` in the workspace currency, exactly."""
+    source = f"kantata:story:{story.get('id') if isinstance(story, dict) else '?'}"
+    story = _record(story, "milestone_completion", source)
+    workspace = _record(workspace, "milestone_completion", source)
+    entity = "milestone_completion"
+    if story.get("story_type") != "milestone":
+        raise _fail(entity, "story_type", "the story is not a milestone", source)
+    if story.get("state") != "completed":
+        raise _fail(entity, "state", f"the milestone is {story.get('state')!r}", source)
+    wid = _kantata_id(workspace, "id", entity, source)
+    if _kantata_id(story, "workspace_id", entity, source) != wid:
+        raise _fail(entity, "workspace_id", f"the story is not in workspace {wid}", source)
+    currency = _currency(workspace, entity, source)
+    if story.get("budget_estimate_in_cents") is None and "budget_estimate_in_cents" in story:
+        raise _fail(entity, "amount", "the milestone has no budget to bill", source, "amount")
+    amount = _story_amount(story, currency)
+    if isinstance(amount, str):
+        raise _fail(entity, "amount", amount, source, "amount")
+    data = {
+        "project_key": project_key,
+        "psa_project_id": wid,
+        "psa_milestone_id": _kantata_id(story, "id", entity, source),
+        "name": story.get("title"),
+        "amount": amount,
+        "currency": currency,
+        "completed_on": _completion_day(story),
+    }
+    return validate(MilestoneCompletion, data, source=source)
+
+
+def assignment_from_kantata(a: dict[str, Any]) -> Assignment:
+    """A canonical Assignment from a Kantata task assignment (as `KantataClient.assignments`
+    yields it: with `workspace_id` and `story` added) or a participation (a project member,
+    no task). Hours: `allocated_minutes` (the scheduled hours) when any, else
+    `estimated_minutes`; an assignment that is no longer current maps to 0 hours, since the
+    canonical Assignment has no active flag. Task dates give the start and end."""
+    source = f"kantata:assignment:{a.get('id') if isinstance(a, dict) else '?'}"
+    a = _record(a, "assignment", source)
+    entity = "assignment"
+    if "assignee_id" in a or "story_id" in a:
+        story = a.get("story") if isinstance(a.get("story"), dict) else {}
+        if a.get("workspace_id") is None and story.get("workspace_id") is None:
+            raise _fail(entity, "workspace_id", "the task's project is unknown", source)
+        project = {"workspace_id": a.get("workspace_id") or story.get("workspace_id")}
+        hours: Decimal | None = None
+        if a.get("current") is False:
+            hours = Decimal("0.00")
+        elif a.get("allocated_minutes"):
+            hours = hours_from_minutes(_whole(a, "allocated_minutes", entity, source))
+        elif a.get("estimated_minutes") is not None:
+            hours = hours_from_minutes(_whole(a, "estimated_minutes", entity, source))
+        data = {
+            "source_id": f"assignment:{_kantata_id(a, 'id', entity, source)}",
+            "psa_project_id": _kantata_id(project, "workspace_id", entity, source),
+            "person_id": _kantata_id(a, "assignee_id", entity, source),
+            "task_id": _kantata_id(a, "story_id", entity, source),
+            "allocated_hours": hours,
+            "start_date": story.get("start_date"),
+            "end_date": story.get("due_date"),
+        }
+        return validate(Assignment, data, source=source)
+    source = f"kantata:participation:{a.get('id')}"
+    data = {
+        "source_id": f"participation:{_kantata_id(a, 'id', entity, source)}",
+        "psa_project_id": _kantata_id(a, "workspace_id", entity, source),
+        "person_id": _kantata_id(a, "user_id", entity, source),
+    }
+    return validate(Assignment, data, source=source)
