@@ -227,6 +227,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("POLL_INTERVAL_SECONDS", default=15.0),
     },
     "sync-payment-status": {"task": "integrations.sync_all_payments", "schedule": 60.0},
+    "collect-time-entries": {"task": "integrations.collect_all_time_entries", "schedule": 60.0},
+    "reference-data": {
+        "task": "integrations.sync_reference_data",
+        "schedule": env.float("REFERENCE_DATA_INTERVAL_SECONDS", default=3600.0),
+    },
 }
 
 # -- Throughline -----------------------------------------------------------------------------

@@ -35,6 +35,8 @@ class ExceptionCode(models.TextChoices):
     CONNECTION_MISSING = "connection_missing", "No connection configured"
     TRANSACTION_STUCK = "transaction_stuck", "Transaction stuck"
     CLOSED_ACCOUNTING_PERIOD = "closed_accounting_period", "Closed accounting period"
+    TIME_ENTRY_NOT_POSTABLE = "time_entry_not_postable", "Time entries cannot be posted"
+    POSTING_REFUSED_BY_ERP = "posting_refused_by_erp", "Postings refused by ERP"
     INVOICE_REJECTED_BY_ERP = "invoice_rejected_by_erp", "Invoice rejected by ERP"
     PROJECT_NOT_LINKED = "project_not_linked", "Project not linked to a deal"
     ERP_CONFIGURATION_MISSING = "erp_configuration_missing", "ERP configuration missing"

@@ -225,6 +225,54 @@ RULES: dict[str, Rule] = {
         "The ERP connection lacks a setting Throughline needs to create the record.",
         "Complete the connection's settings (named below), then Retry.",
     ),
+    "time_entry_on_unknown_project": Rule(
+        C.TIME_ENTRY_NOT_POSTABLE,
+        B,
+        TeamKind.PMO,
+        "Approved time was logged on a project Throughline did not provision, so it does not "
+        "know which customer and legal entity to post it to.",
+        "Provision the project through Throughline (or move the time to the right project).",
+    ),
+    "time_entry_invalid": Rule(
+        C.TIME_ENTRY_NOT_POSTABLE,
+        B,
+        TeamKind.PMO,
+        "Approved time entries hold data the ERP cannot take (hours, dates or people).",
+        "Correct the entries in the PSA; they are picked up again when they change.",
+    ),
+    "person_not_in_erp": Rule(
+        C.TIME_ENTRY_NOT_POSTABLE,
+        B,
+        TeamKind.FINANCE,
+        "The people who logged this time are not employees in the ERP that receives the "
+        "postings (no matching e-mail).",
+        "Add the employee in the ERP (or correct the e-mail in either system); reference "
+        "data sync then links them.",
+    ),
+    "project_not_in_erp": Rule(
+        C.TIME_ENTRY_NOT_POSTABLE,
+        B,
+        TeamKind.FINANCE,
+        "The project does not exist in the ERP that receives its postings (its hand-off has "
+        "not reached the ERP, or an ERP route sends postings to another ERP than the "
+        "project accounting).",
+        "Retry the project's hand-off, or align the ERP routes for postings and projects.",
+    ),
+    "project_rejected_by_erp": Rule(
+        C.PROJECT_REJECTED_BY_PSA,
+        B,
+        TeamKind.FINANCE,
+        "The ERP refused the project, billing plan or revenue schedule Throughline sent.",
+        "Read the ERP's message below, fix the data or the template, then Retry.",
+    ),
+    "posting_refused_by_erp": Rule(
+        C.POSTING_REFUSED_BY_ERP,
+        B,
+        TeamKind.FINANCE,
+        "The ERP refused some of the time entries of a posting batch.",
+        "Read the ERP's code below (a closed period, an inactive employee...), fix it in the "
+        "ERP, then Retry the batch.",
+    ),
     "internal_error": Rule(
         C.INTERNAL_ERROR,
         T,

@@ -12,6 +12,7 @@ from integrations.signals import (
     governance_violation,
     poll_failed,
     poll_succeeded,
+    posting_rejected,
     run_succeeded,
     step_failed,
     transaction_stuck,
@@ -110,3 +111,8 @@ def on_governance_violation(
         payload={"changed": values},
     )
     services.open_exception(failure, key=(connection.name, *sorted(violations)))
+
+
+@receiver(posting_rejected, dispatch_uid="exceptions.posting_rejected")
+def on_posting_rejected(sender: Any, failure: StepFailure, key: tuple[str, ...], **kw: Any) -> None:
+    services.open_exception(failure, key=key)

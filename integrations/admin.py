@@ -14,6 +14,7 @@ from .models import (
     BusinessTimestamp,
     Connection,
     ErpRoute,
+    ExchangeRate,
     Expectation,
     ExternalBinding,
     InboundEvent,
@@ -21,6 +22,7 @@ from .models import (
     NotificationDelivery,
     NotificationEndpoint,
     OutboxMessage,
+    PostingBatch,
     ProjectTemplate,
     SyncRun,
     SyncStep,
@@ -255,3 +257,26 @@ class NotificationEndpointAdmin(admin.ModelAdmin):
 class NotificationDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "endpoint", "topic", "key", "delivered", "status_code"]
     list_filter = ["delivered", "topic", "endpoint"]
+
+
+@admin.register(ExchangeRate)
+class ExchangeRateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["effective_date", "base", "quote", "rate", "source"]
+    list_filter = ["base", "quote", "source"]
+
+
+@admin.register(PostingBatch)
+class PostingBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "record_type",
+        "psa",
+        "erp",
+        "status",
+        "created_count",
+        "existing_count",
+        "error_count",
+        "reported",
+    ]
+    list_filter = ["status", "record_type", "erp"]
+    exclude = ["entries"]

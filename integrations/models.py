@@ -509,3 +509,60 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic} {self.key} -> {self.endpoint} ({'ok' if self.delivered else 'no'})"
+
+
+class ExchangeRate(models.Model):
+    """An exchange rate as the ERP publishes it (reference data; the ERP owns it)."""
+
+    base = models.CharField(max_length=3)
+    quote = models.CharField(max_length=3)
+    rate = models.DecimalField(max_digits=18, decimal_places=6)
+    effective_date = models.DateField()
+    source = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-effective_date", "base", "quote"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "base", "quote", "effective_date"], name="rate_unique_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"1 {self.base} = {self.rate} {self.quote} on {self.effective_date}"
+
+
+class PostingBatch(models.Model):
+    """Up to a few hundred approved PSA entries posted to one ERP in one bulk call.
+
+    Saved (with everything needed to post) before it is enqueued; the task reloads it,
+    posts it, and records per-entry outcomes. Entries are keyed by their PSA id in the ERP,
+    so posting a batch twice creates nothing twice.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        POSTED = "posted", "Posted"
+        PARTIAL = "partial", "Posted with errors"
+        FAILED = "failed", "Failed"
+
+    psa = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="+")
+    erp = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="+")
+    record_type = models.CharField(max_length=20)
+    key = models.CharField(max_length=160, unique=True)
+    entries = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_count = models.PositiveIntegerField(default=0)
+    existing_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    reported = models.BooleanField(default=False, help_text="status written back to the PSA")
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.record_type} x{len(self.entries)} to {self.erp} ({self.status})"

@@ -22,3 +22,5 @@ expectation_met = Signal()
 #: a system changed data it does not own (integrations.governance): connection, entity_type,
 #: external_id, violations {field: owning system}, values {field: value}
 governance_violation = Signal()
+#: entries could not be posted (policy or ERP refusal): failure (StepFailure), key (tuple)
+posting_rejected = Signal()

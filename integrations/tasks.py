@@ -11,8 +11,10 @@ from .choices import SystemKind, Vendor
 from .models import Connection
 from .payments import sync_payments
 from .polling import poll_closed_won
+from .postings import collect_time_entries, post_batch, report_postings
 from .psa_feed import read_psa_events
 from .queues import queue_for
+from .reference_data import sync_exchange_rates, sync_people
 from .workflows.engine import execute_run
 
 logger = logging.getLogger(__name__)
@@ -87,3 +89,44 @@ def sync_all_payments() -> int:
     for pk in ids:
         sync_payments_task.apply_async(args=[pk], queue=queue_for(pk))
     return len(ids)
+
+
+@shared_task(name="integrations.collect_time_entries")
+def collect_time_entries_task(psa_connection_id: int) -> dict:
+    result = collect_time_entries(Connection.objects.get(pk=psa_connection_id))
+    return {"read": result.read, "batched": result.batched, "rejected": result.rejected}
+
+
+@shared_task(name="integrations.collect_all_time_entries")
+def collect_all_time_entries() -> int:
+    ids = list(
+        Connection.objects.filter(
+            system=SystemKind.PSA, enabled=True, vendor=Vendor.KANTATA
+        ).values_list("pk", flat=True)
+    )
+    for pk in ids:
+        collect_time_entries_task.apply_async(args=[pk], queue=queue_for(pk))
+    return len(ids)
+
+
+@shared_task(name="integrations.post_batch", acks_late=True)
+def post_batch_task(batch_id: int) -> str:
+    return post_batch(batch_id).status
+
+
+@shared_task(name="integrations.report_postings")
+def report_postings_task(batch_id: int) -> int:
+    return report_postings(batch_id)
+
+
+@shared_task(name="integrations.sync_reference_data")
+def sync_reference_data() -> dict:
+    """People, cost rates and cost centres (ERP -> PSA) and exchange rates (ERP -> here)."""
+    erps = list(Connection.objects.filter(system=SystemKind.ERP, enabled=True).order_by("pk"))
+    psas = list(Connection.objects.filter(system=SystemKind.PSA, enabled=True).order_by("pk"))
+    matched = rates = 0
+    for erp in erps:
+        rates += sync_exchange_rates(erp)
+        for psa in psas:
+            matched += sync_people(erp, psa).matched
+    return {"people": matched, "rates": rates}

@@ -150,8 +150,8 @@ here is not documented).
 Seed (deterministic; one id counter serves all tables, so an id names one record):
 
     1  user       Avery Quinn      Resource Manager  (the API user: creator of new records)
-    2  user       Jordan Lee       Resource Manager  (completes milestones, approves time)
-    3  user       Priya Natarajan  Resource Manager
+    2  user       Oliver Hughes    Resource Manager  (completes milestones, approves time)
+    3  user       Ava Thompson     Resource Manager  (2 and 3 are NetSuite employees 104, 101)
     4  workspace  "Internal: bench time"  not budgeted, USD, status 401 Active, by user 1
     5  story      "Bench and training"    a task in workspace 4
     6-8   account memberships of users 1-3 (user 1 administrator, 2 and 3 project leads)
@@ -858,8 +858,9 @@ class KantataState(StandinState):
     def seed(self) -> None:
         users = [
             ("Avery Quinn", "avery.quinn@throughline.demo"),
-            ("Jordan Lee", "jordan.lee@throughline.demo"),
-            ("Priya Natarajan", "priya.natarajan@throughline.demo"),
+            # the same people as NetSuite's employees 104 and 101 (matched by e-mail)
+            ("Oliver Hughes", "oliver.hughes@throughline-demo.example"),
+            ("Ava Thompson", "ava.thompson@throughline-demo.example"),
         ]
         for full_name, email in users:
             uid = str(self.next_number())

@@ -1,6 +1,7 @@
 """The NetSuite stand-in: a local copy of SuiteTalk REST web services for tests and the demo.
 
-It serves, under its own base URL (standing for https://<account>.suitetalk.api.netsuite.com):
+It serves, under its own base URL (standing for https://<account>.suitetalk.api.netsuite.com,
+and for https://<account>.restlets.api.netsuite.com where RESTlets live):
 
 - `POST /services/rest/auth/oauth2/v1/token`: OAuth 2.0 client credentials (M2M). The client
   assertion is a JWT whose header `kid` names a certificate id (PS256/384/512, RS256 or
@@ -9,28 +10,119 @@ It serves, under its own base URL (standing for https://<account>.suitetalk.api.
   hour after `iat`. Keys come from `trusted_keys` or `<STANDIN_KEYS_DIR>/netsuite/<kid>.pem`
   (a PEM public key or certificate). Answers `{access_token, token_type, expires_in}`; errors
   are `{"error": ...}` with 400 (invalid_request, invalid_grant, invalid_scope,
-  unsupported_grant_type) or 401 (invalid_client).
-- `/services/rest/record/v1/{type}` for customer, subsidiary, currency, nexus and term: list
-  (`limit` 1..1000, `offset`), get by internal id or `eid:<externalId>`
-  (`expandSubResources=true` expands sublists, otherwise a sublist is `{"links": [...]}`),
-  POST create (204 + Location), PATCH (204; sublist lines with an `id` are updated, lines
-  without are added, `?replace=taxRegistration` replaces the sublist), PUT
-  `eid:<externalId>` upsert (204 + Location), DELETE (204). Writes are allowed on customer and
-  subsidiary; the other types are read-only here.
+  unsupported_grant_type) or 401 (invalid_client). A token is good for RESTlets only when the
+  assertion's scope named `restlets`.
+- `/services/rest/record/v1/{type}`: list (`limit` 1..1000, `offset`), get by internal id or
+  `eid:<externalId>` (`expandSubResources=true` expands sublists, otherwise a sublist is
+  `{"links": [...]}`), POST create (204 + Location), PATCH (204; sublist lines with an id
+  (`id`, or `line` on transaction sublists) are updated, lines without are added,
+  `?replace=<sublist>` replaces the sublist), PUT `eid:<externalId>` upsert (204 + Location;
+  on an existing record it is an update, so sublist lines are ADDED unless `replace` names
+  the sublist), DELETE (204). Record type names are case-insensitive, as in NetSuite.
+  Writable: customer, subsidiary, job, invoice, timeBill, expenseReport and the custom records
+  below. Read-only here (edit them through `/__standin__/`): currency, nexus, term, employee,
+  department, currencyRate, accountingPeriod, serviceSaleItem, salesTaxItem, expenseCategory,
+  customerPayment.
 - Idempotency: `X-NetSuite-Idempotency-Key` with or without `Prefer: respond-async`. With
   respond-async the answer is 202 + `Location: /services/rest/async/v1/job/{id}`; the job, its
   task and `.../task/{id}/result` (the replayed original answer) can be read back. A repeated
   key answers 400 IDEMPOTENCY_ERROR with the earlier job in `Location` and does nothing.
 - `POST /services/rest/query/v1/suiteql` (header `Prefer: transient`): a small SuiteQL subset,
   see `run_suiteql`. Columns come back lower-case, booleans as 'T'/'F', null columns omitted,
-  datetimes as M/D/YYYY (a US account's date format, no time) unless formatted with TO_CHAR;
-  TO_TIMESTAMP literals and stored datetimes are read as UTC (real NetSuite applies the
-  user's time zone). Record datetimes are ISO 8601 UTC ("Using Datetime Fields").
+  numbers (amounts, hours, rates) as JSON numbers, dates and datetimes as M/D/YYYY (a US
+  account's date format, no time) unless formatted with TO_CHAR; TO_TIMESTAMP literals and
+  stored datetimes are read as UTC (real NetSuite applies the user's time zone). Record
+  datetimes are ISO 8601 UTC ("Using Datetime Fields"). Tables: customer, subsidiary,
+  currency, employee, department, currencyrate, accountingperiod, job, timebill, the custom
+  records, and `transaction` (invoices 'CustInvc', customer payments 'CustPymt' and expense
+  reports 'ExpRept'; `status` is the one-letter code, e.g. 'A' Open and 'B' Paid In Full for
+  invoices, as the saved-search ids 'CustInvc:A'/'CustInvc:B' suggest; not confirmed for
+  SuiteQL).
 - `GET /services/rest/system/v1/governanceLimits`: the documented shape plus
   `inFlightRequests` (a stand-in extension). More than `concurrency_limit` simultaneous
-  requests to the record, query, system and async services answer 429
-  CONCURRENCY_LIMIT_EXCEEDED without Retry-After (the token endpoint is not governed; see the
-  connector's docstring for what is and is not confirmed about the real status code).
+  requests to the record, query, system, async and RESTlet services answer 429
+  CONCURRENCY_LIMIT_EXCEEDED without Retry-After, or for a RESTlet 400
+  SSS_REQUEST_LIMIT_EXCEEDED (the token endpoint is not governed; see the connector's
+  docstring for what is and is not confirmed about the real status code).
+
+Project-to-cash and resource-to-finance records (field names from the NetSuite Help Center,
+the SuiteScript/SOAP records browsers and public client libraries, e.g. NetSweet/netsuite):
+
+- `invoice`: entity (customer), subsidiary, currency, tranDate, dueDate (default tranDate
+  plus the customer's terms), memo, job (a project of that customer, optional), terms and the
+  `item` sublist (item = a serviceSaleItem, description, quantity, rate, amount, taxCode = a
+  salesTaxItem, optional). The stand-in assigns `tranId` ("INV-10001", ...), `postingPeriod`,
+  and computes per line `taxRate1`/`tax1Amt`, then subtotal, taxTotal, total, amountPaid,
+  amountRemaining and status ({"id": "A", "refName": "Open"} or "B" "Paid In Full"; the
+  refName is what public samples show, the id letter is not confirmed for REST). Tax is the
+  stand-in's simplification of SuiteTax: the line's taxCode rate, else the rate of the
+  country of the subsidiary's first tax registration (GB 20 %, DE 19 %, US 0 %, see
+  `TAX_RATES`); a subsidiary without any tax registration cannot invoice (400 USER_ERROR on
+  `subsidiary`: the demo's GmbH until Finance adds its VAT number). Invoices with payments
+  cannot drop below what was paid and cannot be deleted.
+- `accountingPeriod` (periodName, startDate, endDate, closed, allLocked, arLocked,
+  apLocked, isQuarter, isYear, isAdjust): seeded with the months of 2026, ids 1-12; January to
+  September are closed. A transaction dated in a closed period, or before the first period,
+  is refused, and so is any edit of a transaction already in a closed period: 400 USER_ERROR
+  on `tranDate`, detail "The transaction date you specified is not within the date range of
+  your accounting period." (NetSuite's wording, as reported by integrations such as Fyle and
+  Expensify NS0079; the o:errorCode for it is not confirmed) plus the stand-in's "The period
+  Sep 2026 is closed." Dates after the last period count as open.
+- `customerPayment`: created only by the control endpoint below (customer, subsidiary,
+  currency, tranDate, payment, `apply` sublist {doc, amount}, status "B" Not Deposited).
+  Overdue is not a NetSuite status: the mapper derives it (open and dueDate before today).
+- `timeBill` (Track Time): employee, customer ("Customer:Project": a job, or a customer),
+  subsidiary (must be the employee's), tranDate, hours (decimal hours 0 < h <= 24;
+  NetSuite's own duration format H:MM is accepted too), isBillable, supervisorApproval, memo.
+- `expenseReport`: entity (an employee), subsidiary, tranDate, expenseReportCurrency, memo,
+  supervisorApproval, accountingApproval and the `expense` sublist (expenseDate, category =
+  an expenseCategory, amount, foreignAmount, currency, customer = a job or a customer,
+  isBillable, receipt, memo); total is the sum of the lines' amounts; status "B" Pending
+  Supervisor Approval, "C" Pending Accounting Approval or "F" Approved by Accounting (codes
+  from the transaction status list 'ExpRept:B/C/F'). Whether a line needs a category is not
+  confirmed; the stand-in does not require one.
+- `employee` (entityId, firstName, lastName, email, subsidiary, department, laborCost (the
+  hourly labour cost, in the subsidiary's currency), isInactive), `department` (name,
+  isInactive), `currencyRate` (baseCurrency, transactionCurrency, exchangeRate = base units
+  per one transaction-currency unit, effectiveDate) and `job` (project: entityId,
+  companyName, parent = the customer, subsidiary (must be the customer's), currency,
+  startDate, projectedEndDate, comments, isInactive, externalId).
+- Custom records (REST serves them as `customrecord_<id>` with `custrecord_<id>` fields):
+  `customrecord_tl_revenue_schedule` (name, custrecord_tl_contract, custrecord_tl_period,
+  custrecord_tl_amount, custrecord_tl_currency (ISO code as text), isInactive; one record per
+  schedule line, keyed by externalId) and `customrecord_tl_billing_milestone` (name,
+  custrecord_tl_bm_job, custrecord_tl_bm_date, custrecord_tl_bm_amount,
+  custrecord_tl_bm_currency, custrecord_tl_bm_billable, custrecord_tl_bm_completed,
+  isInactive). NetSuite's own `billingSchedule` (REST record "BillingSchedule", with the
+  Advanced Billing feature: name, scheduleType, frequency, ... and a milestone list of
+  milestoneDate, milestoneAmount, milestoneTerm, projectTask, milestoneCompleted in SOAP) is
+  not modelled: its milestone amounts are percentages of the project total, the REST name of
+  the milestone sublist and the scheduleType ids are not confirmed, and sublist lines carry
+  no external id, so a milestone could not be upserted idempotently. Throughline keeps the
+  plan in the custom record instead (a firm deploys it with the RESTlet below).
+
+The bulk RESTlet (`POST /app/site/hosting/restlet.nl?script=customscript_tl_bulk_post&deploy=
+customdeploy_tl_bulk_post`, same bearer token): NetSuite's REST record service has no bulk
+insert, so firms deploy a RESTlet for volume. This one is a script the firm deploys
+(Throughline would ship its SuiteScript source); its contract is Throughline's own. Body
+`{"recordType": "timeBill"|"expenseReport", "records": [1..500 record bodies as the record
+service takes them, each with an externalId]}`; answer 200 `{"results": [{"externalId", "id"?,
+"status": "created"|"exists"|"error", "error"?: {"code", "message"}}]}` in input order. A
+record whose externalId exists answers "exists" with its id (first write wins), so a repeated
+batch is harmless; a bad record (closed period, unknown or inactive employee, unknown job)
+answers an error for that record only (code INVALID_FLD_VALUE and SuiteScript's "You have
+entered an Invalid Field Value ... for the following field: ..." for a bad reference,
+otherwise NetSuite's code). RESTlet errors are `{"error": {"code", "message"}}`: an unknown
+script answers 400 SSS_INVALID_SCRIPTLET_ID, a request the script cannot read 400
+TL_BAD_REQUEST, a body that is not application/json 415 (not confirmed), a bad token 401
+INVALID_LOGIN_ATTEMPT. Real governance: a RESTlet call may spend 5,000 usage units and each
+saved transaction costs 20, so a real script cannot save 500 transactions in one call; set
+`restlet_usage_limit` (settings) to make the stand-in stop at that budget (10 units for the
+lookup, 20 per created record): the records saved so far stay saved and the call answers 400
+SSS_USAGE_LIMIT_EXCEEDED, as NetSuite does when a script runs out of units. The default (0)
+does not meter. The RESTlet keeps an index by externalId: a batch never scans a table (an
+externalId changed by hand through the generic `/__standin__/records` editor is indexed only
+at the next reset or restore).
 
 Errors use NetSuite's shape: `{type, title, status, "o:errorDetails": [{detail, "o:errorCode",
 "o:errorPath"?, "o:errorQueryParam"?, "o:errorHeader"?, "o:urlPath"?}]}`.
@@ -44,9 +136,23 @@ Seed (ids are stable across resets):
   with a PATCH `{"taxRegistration": {"items": [{"nexusCountry": {"id": "DE"},
   "taxRegistrationNumber": "DE999999999"}]}}`, the form on `/__standin__/netsuite/`, or the
   generic `/__standin__/` record editor.
-- No customers; new customers get internal ids from 1001 up.
+- accountingPeriod 1-12 (Jan-Dec 2026; 1-9 closed).
+- department 1 Delivery, 2 Consulting, 3 Finance, 4 Legacy Operations (inactive).
+- employee 101-103 in subsidiary 1 (US), 104, 105 and 108 in 2 (UK), 106 and 107 in 3 (DE);
+  108 is inactive and has no labour cost.
+- currencyRate 1-6 effective on the day of the reset (USD, GBP and EUR against each base
+  currency), 7-12 the same pairs effective 30 days earlier.
+- serviceSaleItem 1 "Professional Services", 2 "Milestone Billing", 3 "Expense Rebill";
+  salesTaxItem 1 S-GB 20 %, 2 Z-GB 0 %, 3 S-DE 19 %, 4 S-US 0 %; expenseCategory 1 Travel,
+  2 Meals, 3 Accommodation, 4 Mileage, 5 Other.
+- No customers, jobs or transactions. Customers and jobs share the entity ids from 1001 up;
+  invoices, payments and expense reports share the transaction ids from 5001 up; time bills
+  and custom records count from 1.
 - Account "TSTDRV1234567", client id "throughline-demo-client", trusted certificate id
-  "throughline-demo-cert" (its key is read from the keys directory unless passed in).
+  "throughline-demo-cert" (its key is read from the keys directory unless passed in). A second
+  account, e.g. the legacy ERP of a phased migration ("TSTDRV7654321", `create_legacy_app`),
+  runs as another app with its own state: own records, tokens and snapshot (a snapshot of one
+  account is refused by the other).
 
 Customer fields served: id, externalId, entityId, companyName, isPerson, subsidiary, currency,
 email, phone, comments, terms, isInactive, taxRegistration (the SuiteTax sublist: id,
@@ -54,25 +160,34 @@ nexusCountry, taxRegistrationNumber), defaultTaxReg (read-only, the first regist
 dateCreated, lastModifiedDate. REST web services expose only SuiteTax fields, so the customer's
 VAT number lives in the taxRegistration sublist, not in the legacy `vatRegNumber`.
 
-Stand-in extras under `/__standin__/netsuite/`: an HTML page with the subsidiaries and a form
-to add a tax registration; `settings` (GET/POST concurrency_limit, latency_ms,
-token_lifetime); `lose-responses` (POST a rule `{path, method, times, status}`: matching writes
-are committed and then answered with `status`, 503 by default, as when a response is lost;
-DELETE clears); `certificates` (POST `{"kid", "pem"}` to trust a key, as uploading a
-certificate to NetSuite); `governance` (in-flight, peak and rejected counts).
+Stand-in extras under `/__standin__/netsuite/`: an HTML page with the subsidiaries (and a form
+to add a tax registration), the accounting periods (close or reopen) and the open invoices
+(record a payment); `settings` (GET/POST concurrency_limit, latency_ms, token_lifetime,
+restlet_usage_limit); `lose-responses` (POST a rule `{path, method, times, status}`: matching
+writes, RESTlet calls included, are committed and then answered with `status`, 503 by
+default, as when a response is lost; DELETE clears); `certificates` (POST `{"kid", "pem"}` to
+trust a key, as uploading a certificate to NetSuite); `governance` (in-flight, peak and
+rejected counts); `invoice/{id}/pay` (POST `{"amount": "120.00", "date"?: "YYYY-MM-DD"}`, a
+partial or full payment: records a customerPayment and updates the invoice's amountPaid,
+amountRemaining, status and lastModifiedDate; `id` may be `eid:<externalId>`; a form post
+redirects to the page); `accounting-period/{id}` (POST `{"closed": true|false}`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import calendar
 import html
 import json
 import logging
 import os
 import re
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -91,6 +206,7 @@ from .common import CONTROL_PREFIX, StandinState, bearer_token, build_app
 logger = logging.getLogger(__name__)
 
 ACCOUNT_ID = "TSTDRV1234567"
+LEGACY_ACCOUNT_ID = "TSTDRV7654321"
 CLIENT_ID = "throughline-demo-client"
 CERTIFICATE_ID = "throughline-demo-cert"
 
@@ -100,6 +216,13 @@ QUERY_PATH = "/services/rest/query/v1/suiteql"
 GOVERNANCE_PATH = "/services/rest/system/v1/governanceLimits"
 ASYNC_PREFIX = "/services/rest/async/v1/job"
 EXTRA_PREFIX = f"{CONTROL_PREFIX}/netsuite"
+RESTLET_PATH = "/app/site/hosting/restlet.nl"
+BULK_SCRIPT = "customscript_tl_bulk_post"
+BULK_DEPLOY = "customdeploy_tl_bulk_post"
+MAX_BATCH = 500
+#: usage units (SuiteScript governance): per RESTlet call, one lookup, one transaction save
+RESTLET_LOOKUP_UNITS = 10
+RESTLET_SAVE_UNITS = 20
 
 MAX_NAME = 83
 MAX_PAGE = 1000
@@ -108,6 +231,27 @@ JWT_ALGORITHMS = ["PS256", "PS384", "PS512", "RS256", "ES256", "ES384", "ES512"]
 EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
 SAFE_KID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+CENT = Decimal("0.01")
+#: VAT/sales-tax rate by the country of the subsidiary's tax registration: the stand-in's
+#: simplification of SuiteTax (US sales tax is 0 % here, as no ship-to address is modelled)
+TAX_RATES: dict[str, Decimal] = {
+    "US": Decimal("0"),
+    "GB": Decimal("20"),
+    "DE": Decimal("19"),
+    "FR": Decimal("20"),
+    "IE": Decimal("23"),
+    "NL": Decimal("21"),
+    "ES": Decimal("21"),
+    "IT": Decimal("22"),
+    "CA": Decimal("5"),
+    "AU": Decimal("10"),
+    "SG": Decimal("9"),
+    "JP": Decimal("10"),
+}
+PERIOD_CLOSED = (
+    "The transaction date you specified is not within the date range of your accounting period."
+)
 
 INVALID_LOGIN = (
     "Invalid login attempt. For more details, see the Login Audit Trail in the NetSuite UI at "
@@ -201,6 +345,30 @@ class NsError(Exception):
         return error_body(self.status, self.code, self.message, **self.kw)
 
 
+class RefError(NsError):
+    """An invalid reference: USER_ERROR to the record service, and to a SuiteScript (the
+    bulk RESTlet) the error N/record raises, INVALID_FLD_VALUE."""
+
+    def __init__(self, key: str, rid: str, path: str | None = None) -> None:
+        super().__init__(400, "USER_ERROR", f"Invalid {key} reference key {rid}.", path=path or key)
+        self.script_code = "INVALID_FLD_VALUE"
+        self.script_message = (
+            f"You have entered an Invalid Field Value {rid} for the following field: {key}"
+        )
+
+
+def script_error(exc: NsError) -> dict[str, str]:
+    """How a SuiteScript sees a record error: {code, message}."""
+    if isinstance(exc, RefError):
+        return {"code": exc.script_code, "message": exc.script_message}
+    return {"code": exc.code, "message": exc.message}
+
+
+def restlet_error(status: int, code: str, message: str) -> JSONResponse:
+    """A RESTlet's error answer (SuiteScript error name and message)."""
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
 def _fault_body(status: int, code: str, message: str) -> dict[str, Any]:
     return error_body(status, code, message)
 
@@ -243,6 +411,38 @@ def country_id(value: Any) -> str | None:
     return None
 
 
+def to_decimal(value: Any) -> Decimal | None:
+    """A finite Decimal from a stored or submitted number (Decimal, int, numeric string or,
+    from hand edits, float), else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def money_text(value: Decimal) -> str:
+    """Stored form of an amount: a string with exactly two places (half up, as NetSuite)."""
+    return format(value.quantize(CENT, rounding=ROUND_HALF_UP), "f")
+
+
+def number_out(value: Any) -> Any:
+    """A stored number as a JSON number; anything unreadable as it is."""
+    number = to_decimal(value) if isinstance(value, str) else None
+    return value if number is None else float(number)
+
+
+def parse_day(value: Any) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
 # -- state -------------------------------------------------------------------------------------
 @dataclass
 class LostResponseRule:
@@ -274,16 +474,81 @@ class Outcome:
             return Response(status_code=self.status, headers=self.headers)
         return JSONResponse(self.body, status_code=self.status, headers=self.headers)
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe, so async jobs survive a snapshot."""
+        return {"status": self.status, "body": self.body, "headers": dict(self.headers)}
 
-RECORD_TYPES = ("customer", "subsidiary", "currency", "nexus", "term")
-WRITABLE_TYPES = ("customer", "subsidiary")
+    @classmethod
+    def from_dict(cls, data: Any) -> Outcome:
+        if not isinstance(data, dict):
+            return cls(500, error_body(500, "", "The job's result is unreadable."))
+        return cls(int(data.get("status", 500)), data.get("body"), dict(data.get("headers") or {}))
+
+
+REVENUE_RECORD = "customrecord_tl_revenue_schedule"
+MILESTONE_RECORD = "customrecord_tl_billing_milestone"
+RECORD_TYPES = (
+    "customer",
+    "subsidiary",
+    "currency",
+    "nexus",
+    "term",
+    "accountingperiod",
+    "employee",
+    "department",
+    "currencyrate",
+    "job",
+    "servicesaleitem",
+    "salestaxitem",
+    "expensecategory",
+    "invoice",
+    "customerpayment",
+    "timebill",
+    "expensereport",
+    REVENUE_RECORD,
+    MILESTONE_RECORD,
+)
+WRITABLE_TYPES = (
+    "customer",
+    "subsidiary",
+    "job",
+    "invoice",
+    "timebill",
+    "expensereport",
+    REVENUE_RECORD,
+    MILESTONE_RECORD,
+)
+TRANSACTION_TYPES = ("invoice", "customerpayment", "expensereport", "timebill")
+#: record types that share one internal id sequence, as entities and transactions do
+ID_GROUPS = {
+    "customer": "entity",
+    "job": "entity",
+    "invoice": "transaction",
+    "customerpayment": "transaction",
+    "expensereport": "transaction",
+}
+TRAN_PREFIXES = {"invoice": "INV-", "customerpayment": "PYMT-", "expensereport": "EXP-"}
+STATUS_NAMES: dict[str, dict[str, str]] = {
+    "invoice": {"A": "Open", "B": "Paid In Full", "V": "Voided"},
+    "customerpayment": {"A": "Unapproved Payment", "B": "Not Deposited", "C": "Deposited"},
+    "expensereport": {
+        "A": "In Progress",
+        "B": "Pending Supervisor Approval",
+        "C": "Pending Accounting Approval",
+        "D": "Rejected by Supervisor",
+        "E": "Rejected by Accounting",
+        "F": "Approved by Accounting",
+        "I": "Paid In Full",
+    },
+}
+BULK_TYPES = {"timebill": "timebill", "expensereport": "expensereport"}
 
 
 class NetSuiteState(StandinState):
     """Records, tokens, async jobs, idempotency keys and the concurrency governor."""
 
     vendor = "netsuite"
-    persistent_attrs = ("jobs", "idempotency")
+    persistent_attrs = ("jobs", "idempotency", "_seq", "_job_seq", "account_id")
 
     def __init__(
         self,
@@ -304,6 +569,8 @@ class NetSuiteState(StandinState):
         self.token_lifetime = token_lifetime
         self.keys_dir = keys_dir
         self.in_flight = 0
+        self.restlet_usage_limit = 0
+        self.restlets = {(BULK_SCRIPT, BULK_DEPLOY)}
         super().__init__()
 
     # -- seed -------------------------------------------------------------------------------
@@ -314,7 +581,16 @@ class NetSuiteState(StandinState):
         self.peak_in_flight = 0
         self.rejected = 0
         self._job_seq = 0
-        self._seq: dict[str, int] = {"customer": 1000}
+        self._seq: dict[str, int] = {
+            "entity": 1000,
+            "transaction": 5000,
+            "tranid:invoice": 10000,
+            "tranid:customerpayment": 1000,
+            "tranid:expensereport": 1000,
+        }
+        self.eid_index: dict[str, dict[str, str]] = {}
+        self.token_scopes: dict[str, frozenset[str]] = {}
+        self.period_memo: dict[date, tuple[dict[str, Any] | None, bool]] | None = None
         seeded = "2025-01-02T09:00:00Z"
         currencies = self.table("currency")
         for cid, symbol, name, display, base in (
@@ -379,6 +655,132 @@ class NetSuiteState(StandinState):
         subs["3"] = self._subsidiary("3", "Throughline Demo GmbH", "DE", "4", seeded)
         subs["3"]["parent"] = "1"
         self.table("customer")
+        self._seed_finance(seeded)
+        self.rebuild_index()
+
+    def _seed_finance(self, seeded: str) -> None:
+        """Accounting periods, reference data and the lists invoices and expenses use."""
+        periods = self.table("accountingperiod")
+        for month in range(1, 13):
+            last = calendar.monthrange(2026, month)[1]
+            closed = month <= 9
+            periods[str(month)] = {
+                "id": str(month),
+                "periodName": f"{calendar.month_abbr[month]} 2026",
+                "startDate": date(2026, month, 1).isoformat(),
+                "endDate": date(2026, month, last).isoformat(),
+                "closed": closed,
+                "allLocked": closed,
+                "arLocked": closed,
+                "apLocked": closed,
+                "isQuarter": False,
+                "isYear": False,
+                "isAdjust": False,
+                "isInactive": False,
+                "lastModifiedDate": seeded,
+            }
+        departments = self.table("department")
+        for did, name, inactive in (
+            ("1", "Delivery", False),
+            ("2", "Consulting", False),
+            ("3", "Finance", False),
+            ("4", "Legacy Operations", True),
+        ):
+            departments[did] = {
+                "id": did,
+                "name": name,
+                "isInactive": inactive,
+                "lastModifiedDate": seeded,
+            }
+        employees = self.table("employee")
+        for eid, first, last, sub, dept, cost, inactive in (
+            ("101", "Ava", "Thompson", "1", "1", "95.00", False),
+            ("102", "Liam", "Carter", "1", "2", "110.00", False),
+            ("103", "Maya", "Patel", "1", "3", "80.00", False),
+            ("104", "Oliver", "Hughes", "2", "1", "70.00", False),
+            ("105", "Sophie", "Clarke", "2", "2", "85.00", False),
+            ("106", "Jonas", "Becker", "3", "1", "78.00", False),
+            ("107", "Lena", "Fischer", "3", "2", "92.50", False),
+            ("108", "Tom", "Wright", "2", "4", None, True),
+        ):
+            employees[eid] = {
+                "id": eid,
+                "entityId": f"{first} {last}",
+                "firstName": first,
+                "lastName": last,
+                "email": f"{first.lower()}.{last.lower()}@throughline-demo.example",
+                "subsidiary": sub,
+                "department": dept,
+                "laborCost": cost,
+                "isInactive": inactive,
+                "lastModifiedDate": seeded,
+            }
+        today = utcnow().date()
+        rates = self.table("currencyrate")
+        rid = 0
+        for effective, table in (
+            (today, {("1", "2"): "1.27", ("1", "4"): "1.08", ("2", "1"): "0.787402",
+                     ("2", "4"): "0.850394", ("4", "1"): "0.925926", ("4", "2"): "1.175926"}),
+            (today - timedelta(days=30),
+             {("1", "2"): "1.25", ("1", "4"): "1.07", ("2", "1"): "0.8", ("2", "4"): "0.856",
+              ("4", "1"): "0.934579", ("4", "2"): "1.168224"}),
+        ):  # fmt: skip
+            for (base, foreign), rate in table.items():
+                rid += 1
+                rates[str(rid)] = {
+                    "id": str(rid),
+                    "baseCurrency": base,
+                    "transactionCurrency": foreign,
+                    "exchangeRate": rate,
+                    "effectiveDate": effective.isoformat(),
+                    "lastModifiedDate": seeded,
+                }
+        items = self.table("servicesaleitem")
+        for iid, name in (
+            ("1", "Professional Services"),
+            ("2", "Milestone Billing"),
+            ("3", "Expense Rebill"),
+        ):
+            items[iid] = {
+                "id": iid,
+                "itemId": name,
+                "displayName": name,
+                "isInactive": False,
+                "lastModifiedDate": seeded,
+            }
+        taxes = self.table("salestaxitem")
+        for tid, code, rate, country in (
+            ("1", "S-GB", "20.00", "GB"),
+            ("2", "Z-GB", "0.00", "GB"),
+            ("3", "S-DE", "19.00", "DE"),
+            ("4", "S-US", "0.00", "US"),
+        ):
+            taxes[tid] = {
+                "id": tid,
+                "itemId": code,
+                "rate": rate,
+                "country": country,
+                "isInactive": False,
+                "lastModifiedDate": seeded,
+            }
+        categories = self.table("expensecategory")
+        for cid, name in (
+            ("1", "Travel"),
+            ("2", "Meals"),
+            ("3", "Accommodation"),
+            ("4", "Mileage"),
+            ("5", "Other"),
+        ):
+            categories[cid] = {
+                "id": cid,
+                "name": name,
+                "isInactive": False,
+                "lastModifiedDate": seeded,
+            }
+        for name in ("job", "invoice", "customerpayment", "timebill", "expensereport"):
+            self.table(name)
+        self.table(REVENUE_RECORD)
+        self.table(MILESTONE_RECORD)
 
     @staticmethod
     def _subsidiary(sid: str, name: str, country: str, currency: str, at: str) -> dict[str, Any]:
@@ -396,26 +798,144 @@ class NetSuiteState(StandinState):
 
     # -- ids ----------------------------------------------------------------------------------
     def next_id(self, record_type: str) -> str:
+        """The next internal id; entities and transactions each share one sequence. An id
+        already taken (an old snapshot, a hand edit) is skipped."""
         with self.lock:
-            current = self._seq.get(record_type)
+            group = ID_GROUPS.get(record_type, record_type)
+            members = [t for t, g in ID_GROUPS.items() if g == group] or [record_type]
+            current = self._seq.get(group)
             if current is None:
-                numeric = [int(k) for k in self.table(record_type) if k.isdigit()]
+                numeric = [int(k) for t in members for k in self.table(t) if k.isdigit()]
                 current = max(numeric, default=0)
             current += 1
-            self._seq[record_type] = current
+            while any(str(current) in self.table(t) for t in members):
+                current += 1
+            self._seq[group] = current
             return str(current)
+
+    def next_tran_id(self, record_type: str) -> str:
+        """A document number: INV-10001, PYMT-1001, EXP-1001, ..."""
+        with self.lock:
+            key = f"tranid:{record_type}"
+            self._seq[key] = self._seq.get(key, 0) + 1
+            return f"{TRAN_PREFIXES.get(record_type, '')}{self._seq[key]}"
 
     def new_job(self, outcome: Outcome, started: datetime) -> str:
         with self.lock:
             self._job_seq += 1
+            while str(self._job_seq) in self.jobs:
+                self._job_seq += 1
             job_id = str(self._job_seq)
             self.jobs[job_id] = {
                 "id": job_id,
-                "outcome": outcome,
+                "outcome": outcome.as_dict(),
                 "startTime": iso(started),
                 "endTime": iso(utcnow()),
             }
             return job_id
+
+    # -- the index by external id (the bulk RESTlet's hot path never scans a table) ------------
+    def rebuild_index(self) -> None:
+        with self.lock:
+            self.eid_index = {}
+            for rtype, records in self.collections.items():
+                index = self.eid_index.setdefault(rtype, {})
+                for rid, record in records.items():
+                    external = record.get("externalId") if isinstance(record, dict) else None
+                    if isinstance(external, str) and external:
+                        index[external] = rid
+
+    def index_put(self, record_type: str, record: dict[str, Any]) -> None:
+        external = record.get("externalId")
+        if isinstance(external, str) and external:
+            self.eid_index.setdefault(record_type, {})[external] = str(record["id"])
+
+    def index_drop(self, record_type: str, record: dict[str, Any]) -> None:
+        external = record.get("externalId")
+        index = self.eid_index.get(record_type, {})
+        if isinstance(external, str) and index.get(external) == str(record.get("id")):
+            del index[external]
+
+    def by_external_id(self, record_type: str, external_id: str) -> dict[str, Any] | None:
+        """The record with this external id, through the index (checked against the record,
+        so a stale entry is never trusted)."""
+        with self.lock:
+            rid = self.eid_index.get(record_type, {}).get(external_id)
+            if rid is None:
+                return None
+            record = self.table(record_type).get(rid)
+            if record is None or record.get("externalId") != external_id:
+                self.eid_index[record_type].pop(external_id, None)
+                return None
+            return record
+
+    # -- accounting periods -----------------------------------------------------------------
+    def period_for(self, day: date) -> tuple[dict[str, Any] | None, bool]:
+        """(the period holding `day`, whether posting to it is refused). A date before the
+        first period counts as closed, a date after the last or in a gap as open."""
+        with self.lock:
+            periods = [
+                p
+                for p in self.table("accountingperiod").values()
+                if isinstance(p, dict) and not p.get("isQuarter") and not p.get("isYear")
+            ]
+        first: date | None = None
+        for period in periods:
+            start, end = parse_day(period.get("startDate")), parse_day(period.get("endDate"))
+            if start is None or end is None:
+                continue
+            first = start if first is None or start < first else first
+            if start <= day <= end:
+                return period, bool(period.get("closed") or period.get("allLocked"))
+        return None, first is not None and day < first
+
+    def check_period(self, day: date, path: str = "tranDate") -> str | None:
+        """The posting period's id for `day`, or raise the closed-period error. Inside a
+        RESTlet batch the answer per day is memoised (`period_memo`)."""
+        memo = self.period_memo
+        if memo is not None and day in memo:
+            period, closed = memo[day]
+        else:
+            period, closed = self.period_for(day)
+            if memo is not None:
+                memo[day] = (period, closed)
+        if closed:
+            name = period.get("periodName") if period else f"before {day.isoformat()}"
+            raise NsError(
+                400, "USER_ERROR", f"{PERIOD_CLOSED} The period {name} is closed.", path=path
+            )
+        return str(period["id"]) if period else None
+
+    # -- tokens ---------------------------------------------------------------------------------
+    def issue_token(self, lifetime: float = 3600.0, scopes: frozenset[str] = frozenset()) -> str:
+        """A random token naming the account, so two accounts' tokens never coincide."""
+        token = f"{account_host(self.account_id)}.{secrets.token_urlsafe(24)}"
+        with self.lock:
+            self.tokens[token] = time.time() + lifetime
+            self.token_scopes[token] = scopes
+        return token
+
+    def token_has_scope(self, token: str | None, scope: str) -> bool:
+        if not self.token_valid(token):
+            return False
+        with self.lock:
+            return scope in self.token_scopes.get(str(token), frozenset())
+
+    def revoke_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+            self.token_scopes.clear()
+
+    # -- persistence ------------------------------------------------------------------------
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take back a snapshot of this account (another account's is refused)."""
+        attrs = data.get("attrs") if isinstance(data, dict) else None
+        account = attrs.get("account_id") if isinstance(attrs, dict) else None
+        if account is not None and account != self.account_id:
+            raise ValueError(f"snapshot of NetSuite account {account}, not {self.account_id}")
+        with self.lock:
+            super().restore(data)
+            self.rebuild_index()
 
     # -- keys ----------------------------------------------------------------------------------
     def public_key(self, kid: str) -> Any | None:
@@ -447,6 +967,7 @@ class NetSuiteState(StandinState):
             data.update(
                 {
                     "account_id": self.account_id,
+                    "restlet_usage_limit": self.restlet_usage_limit,
                     "concurrency_limit": self.concurrency_limit,
                     "in_flight": self.in_flight,
                     "peak_in_flight": self.peak_in_flight,
@@ -493,6 +1014,9 @@ class Renderer:
         rid = ref_id(value)
         if rid is None:
             return None
+        jobs, customers = self.state.table("job"), self.state.table("customer")
+        if record_type == "job" and rid not in jobs and rid in customers:
+            record_type = "customer"  # a "Customer:Project" field naming the customer
         target = self.state.table(record_type).get(rid)
         out: dict[str, Any] = {"links": self.links(self.url(record_type, rid)), "id": rid}
         if target is not None:
@@ -520,13 +1044,39 @@ class Renderer:
             out.append(item)
         return out
 
+    def lines(self, record_type: str, record: dict[str, Any], name: str) -> list[dict[str, Any]]:
+        """A transaction sublist's lines: `line` numbers, references and numbers rendered."""
+        refs = LINE_REFS.get((record_type, name), {})
+        numbers = LINE_NUMBERS.get((record_type, name), frozenset())
+        out = []
+        for line in sublist_lines(self.state, record, name):
+            item: dict[str, Any] = {"links": []}
+            line_id = str(line["id"])
+            item["line"] = int(line_id) if line_id.isdigit() else line_id
+            for key, value in line.items():
+                if key == "id" or value is None:
+                    continue
+                if key in refs:
+                    rendered = self.ref(refs[key], value)
+                    if rendered is not None:
+                        item[key] = rendered
+                elif key in numbers:
+                    item[key] = number_out(value)
+                else:
+                    item[key] = value
+            out.append(item)
+        return out
+
     def sublist(
         self, record_type: str, record: dict[str, Any], name: str, expand: bool
     ) -> dict[str, Any]:
         href = self.url(record_type, record["id"], name)
         if not expand:
             return {"links": self.links(href)}
-        items = self.tax_lines(record_type, record)
+        if name == "taxRegistration":
+            items = self.tax_lines(record_type, record)
+        else:
+            items = self.lines(record_type, record, name)
         return {
             "links": self.links(href),
             "items": items,
@@ -542,8 +1092,11 @@ class Renderer:
         rid = record["id"]
         out: dict[str, Any] = {"links": self.links(self.url(record_type, rid)), "id": rid}
         refs = REFERENCE_FIELDS.get(record_type, {})
+        numbers = NUMBER_FIELDS.get(record_type, frozenset())
+        sublists = SUBLISTS.get(record_type, ())
+        statuses = STATUS_NAMES.get(record_type)
         for key, value in record.items():
-            if key in ("id", "taxRegistration") or value is None:
+            if key == "id" or key in sublists or value is None:
                 continue
             if key in refs:
                 rendered = self.ref(refs[key], value)
@@ -552,10 +1105,14 @@ class Renderer:
             elif key == "country":
                 if (c := self.country(value)) is not None:
                     out[key] = c
+            elif key in numbers:
+                out[key] = number_out(value)
+            elif key == "status" and statuses is not None:
+                out[key] = {"id": value, "refName": statuses.get(str(value), str(value))}
             else:
                 out[key] = value
-        if record_type in ("customer", "subsidiary"):
-            out["taxRegistration"] = self.sublist(record_type, record, "taxRegistration", expand)
+        for name in sublists:
+            out[name] = self.sublist(record_type, record, name, expand)
         if record_type == "customer":
             lines = sublist_lines(self.state, record, "taxRegistration")
             if lines:
@@ -572,6 +1129,63 @@ REFERENCE_FIELDS: dict[str, dict[str, str]] = {
     "currency": {},
     "nexus": {},
     "term": {},
+    "employee": {"subsidiary": "subsidiary", "department": "department"},
+    "currencyrate": {"baseCurrency": "currency", "transactionCurrency": "currency"},
+    "job": {"parent": "customer", "subsidiary": "subsidiary", "currency": "currency"},
+    "invoice": {
+        "entity": "customer",
+        "subsidiary": "subsidiary",
+        "currency": "currency",
+        "job": "job",
+        "terms": "term",
+        "postingPeriod": "accountingperiod",
+    },
+    "customerpayment": {
+        "customer": "customer",
+        "subsidiary": "subsidiary",
+        "currency": "currency",
+        "postingPeriod": "accountingperiod",
+    },
+    "timebill": {"employee": "employee", "customer": "job", "subsidiary": "subsidiary"},
+    "expensereport": {
+        "entity": "employee",
+        "subsidiary": "subsidiary",
+        "expenseReportCurrency": "currency",
+        "postingPeriod": "accountingperiod",
+    },
+    MILESTONE_RECORD: {"custrecord_tl_bm_job": "job"},
+}
+NUMBER_FIELDS: dict[str, frozenset[str]] = {
+    "employee": frozenset({"laborCost"}),
+    "currencyrate": frozenset({"exchangeRate"}),
+    "salestaxitem": frozenset({"rate"}),
+    "invoice": frozenset({"subtotal", "taxTotal", "total", "amountPaid", "amountRemaining"}),
+    "customerpayment": frozenset({"payment", "total"}),
+    "timebill": frozenset({"hours"}),
+    "expensereport": frozenset({"total"}),
+    REVENUE_RECORD: frozenset({"custrecord_tl_amount"}),
+    MILESTONE_RECORD: frozenset({"custrecord_tl_bm_amount"}),
+}
+SUBLISTS: dict[str, tuple[str, ...]] = {
+    "customer": ("taxRegistration",),
+    "subsidiary": ("taxRegistration",),
+    "invoice": ("item",),
+    "expensereport": ("expense",),
+    "customerpayment": ("apply",),
+}
+LINE_REFS: dict[tuple[str, str], dict[str, str]] = {
+    ("invoice", "item"): {"item": "servicesaleitem", "taxCode": "salestaxitem"},
+    ("expensereport", "expense"): {
+        "category": "expensecategory",
+        "currency": "currency",
+        "customer": "job",
+    },
+    ("customerpayment", "apply"): {"doc": "invoice"},
+}
+LINE_NUMBERS: dict[tuple[str, str], frozenset[str]] = {
+    ("invoice", "item"): frozenset({"quantity", "rate", "amount", "taxRate1", "tax1Amt"}),
+    ("expensereport", "expense"): frozenset({"amount", "foreignAmount"}),
+    ("customerpayment", "apply"): frozenset({"amount"}),
 }
 
 
@@ -580,6 +1194,16 @@ def ref_name(record_type: str, record: dict[str, Any]) -> str:
         return f"{record.get('entityId') or ''} {record.get('companyName') or ''}".strip()
     if record_type == "nexus":
         return str(record.get("description") or record.get("country") or "")
+    if record_type == "employee":
+        return str(record.get("entityId") or record.get("lastName") or record.get("id"))
+    if record_type == "job":
+        return f"{record.get('entityId') or ''} {record.get('companyName') or ''}".strip()
+    if record_type == "accountingperiod":
+        return str(record.get("periodName") or record.get("id"))
+    if record_type in ("servicesaleitem", "salestaxitem"):
+        return str(record.get("itemId") or record.get("id"))
+    if record_type in TRAN_PREFIXES:
+        return f"#{record.get('tranId') or record.get('id')}"
     return str(record.get("name") or record.get("id"))
 
 
@@ -670,13 +1294,26 @@ def _bool(body: dict[str, Any], key: str) -> bool:
     return value
 
 
-def _reference(state: NetSuiteState, body: dict[str, Any], key: str, target: str) -> str:
+def _reference(
+    state: NetSuiteState,
+    body: dict[str, Any],
+    key: str,
+    target: str,
+    *,
+    path: str | None = None,
+    active: bool = False,
+) -> str:
+    """The internal id of a `{"id": ...}` reference to an existing (and, with `active`, not
+    inactive) record of `target`."""
     value = body[key]
     if not isinstance(value, dict) or ref_id(value) is None:
-        raise _bad(key, f'Invalid value for field {key}: expected a reference like {{"id": "1"}}.')
+        raise _bad(
+            path or key, f'Invalid value for field {key}: expected a reference like {{"id": "1"}}.'
+        )
     rid = str(ref_id(value))
-    if rid not in state.table(target):
-        raise _bad(key, f"Invalid {key} reference key {rid}.")
+    found = state.table(target).get(rid)
+    if found is None or (active and found.get("isInactive") is True):
+        raise RefError(key, rid, path)
     return rid
 
 
@@ -689,11 +1326,16 @@ def _date(value: Any, path: str) -> str:
         raise _bad(path, f"Invalid date value for {path}: expected YYYY-MM-DD.") from None
 
 
-def _check_fields(body: dict[str, Any], allowed: frozenset[str], record_type: str) -> None:
+def _check_fields(
+    body: dict[str, Any],
+    allowed: frozenset[str],
+    record_type: str,
+    read_only: frozenset[str] = frozenset(),
+) -> None:
     for key in body:
         if key == "links":
             continue
-        if key in READ_ONLY:
+        if key in READ_ONLY or key in read_only:
             raise _bad(key, f"The field {key} is read-only and cannot be set.")
         if key not in allowed:
             raise _bad(
@@ -923,9 +1565,721 @@ def apply_subsidiary(
     return record
 
 
+# -- projects, transactions and custom records -----------------------------------------------
+TRAN_READ_ONLY = frozenset(
+    {
+        "tranId",
+        "status",
+        "subtotal",
+        "taxTotal",
+        "total",
+        "amountPaid",
+        "amountRemaining",
+        "createdDate",
+    }
+)
+JOB_FIELDS = frozenset(
+    {
+        "externalId",
+        "entityId",
+        "companyName",
+        "parent",
+        "subsidiary",
+        "currency",
+        "startDate",
+        "projectedEndDate",
+        "comments",
+        "isInactive",
+    }
+)
+INVOICE_FIELDS = frozenset(
+    {
+        "externalId",
+        "entity",
+        "subsidiary",
+        "currency",
+        "tranDate",
+        "dueDate",
+        "memo",
+        "job",
+        "terms",
+        "postingPeriod",
+        "otherRefNum",
+        "item",
+    }
+)
+INVOICE_LINE_FIELDS = frozenset(
+    {"links", "line", "id", "item", "description", "quantity", "rate", "amount", "taxCode"}
+)
+TIMEBILL_FIELDS = frozenset(
+    {
+        "externalId",
+        "employee",
+        "customer",
+        "subsidiary",
+        "tranDate",
+        "hours",
+        "isBillable",
+        "supervisorApproval",
+        "memo",
+    }
+)
+EXPENSE_FIELDS = frozenset(
+    {
+        "externalId",
+        "entity",
+        "subsidiary",
+        "tranDate",
+        "memo",
+        "expenseReportCurrency",
+        "supervisorApproval",
+        "accountingApproval",
+        "expense",
+    }
+)
+EXPENSE_LINE_FIELDS = frozenset(
+    {
+        "links",
+        "line",
+        "id",
+        "expenseDate",
+        "category",
+        "amount",
+        "foreignAmount",
+        "currency",
+        "customer",
+        "isBillable",
+        "receipt",
+        "memo",
+    }
+)
+REVENUE_FIELDS = frozenset(
+    {
+        "externalId",
+        "name",
+        "isInactive",
+        "custrecord_tl_contract",
+        "custrecord_tl_period",
+        "custrecord_tl_amount",
+        "custrecord_tl_currency",
+    }
+)
+MILESTONE_FIELDS = frozenset(
+    {
+        "externalId",
+        "name",
+        "isInactive",
+        "custrecord_tl_bm_job",
+        "custrecord_tl_bm_date",
+        "custrecord_tl_bm_amount",
+        "custrecord_tl_bm_currency",
+        "custrecord_tl_bm_billable",
+        "custrecord_tl_bm_completed",
+    }
+)
+ISO_CURRENCY = re.compile(r"^[A-Z]{3}$")
+DURATION = re.compile(r"^(\d{1,2}):([0-5]\d)$")
+
+
+def _external_id(body: dict[str, Any], record: dict[str, Any]) -> None:
+    if "externalId" in body:
+        value = body["externalId"]
+        if not isinstance(value, str) or not EXTERNAL_ID.fullmatch(value):
+            raise _bad(
+                "externalId",
+                "An external ID may contain only letters, numbers, underscore and hyphen.",
+            )
+        record["externalId"] = value
+
+
+def _number(value: Any, path: str, label: str) -> Decimal:
+    number = None
+    if not isinstance(value, bool) and isinstance(value, int | Decimal | str | float):
+        number = to_decimal(value)
+    if number is None:
+        raise _bad(path, f"Invalid number for {label}: {value!r}.")
+    return number
+
+
+def _amount(value: Any, path: str, label: str, *, positive: bool = False) -> Decimal:
+    number = _number(value, path, label)
+    if positive and number <= 0:
+        raise _bad(path, f"{label} must be greater than 0.")
+    return number.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _text(body: dict[str, Any], key: str, max_len: int, path: str | None = None) -> str | None:
+    if body[key] is None:
+        return None
+    return _string(body, key, max_len, path=path) or None
+
+
+def _day_of(record: dict[str, Any], key: str = "tranDate") -> date | None:
+    return parse_day(record.get(key))
+
+
+def _locked_check(state: NetSuiteState, current: dict[str, Any] | None) -> None:
+    """An existing transaction in a closed period cannot be edited."""
+    if current is not None and (day := _day_of(current)) is not None:
+        state.check_period(day)
+
+
+def _merge_sublist(
+    state: NetSuiteState,
+    record: dict[str, Any],
+    name: str,
+    value: Any,
+    *,
+    replace: bool,
+    apply_line: Callable[[NetSuiteState, dict[str, Any], dict[str, Any], str], None],
+) -> list[dict[str, Any]]:
+    """Merge submitted lines into a sublist: a line naming an existing `line` (or `id`) is
+    updated, others are added; `replace` starts from an empty sublist."""
+    if isinstance(value, dict):
+        if set(value) - {"items", "links"}:
+            raise _bad(name, 'A sublist is written as {"items": [...]}.')
+        value = value.get("items", [])
+    if not isinstance(value, list):
+        raise _bad(name, 'A sublist is written as {"items": [...]}.')
+    old = sublist_lines(state, record, name)
+    result = [] if replace else [dict(line) for line in old]
+    by_id = {str(line["id"]): line for line in result}
+    next_line = max((int(line["id"]) for line in old if str(line["id"]).isdigit()), default=0)
+    for index, line in enumerate(value):
+        base = f"{name}.items[{index}]"
+        if not isinstance(line, dict):
+            raise _bad(base, "A sublist line is a JSON object.")
+        line_id = ref_id(line.get("line", line.get("id")))
+        if line_id is not None and not replace:
+            if line_id not in by_id:
+                raise NsError(
+                    400,
+                    "NONEXISTENT_ID",
+                    f"The sublist line {line_id} does not exist.",
+                    path=f"{base}.line",
+                )
+            target = by_id[line_id]
+        else:
+            next_line += 1
+            target = {"id": str(next_line)}
+            result.append(target)
+        apply_line(state, line, target, base)
+    return result
+
+
+def _line_fields(line: dict[str, Any], allowed: frozenset[str], base: str) -> None:
+    for key in line:
+        if key not in allowed:
+            raise _bad(f"{base}.{key}", f"Invalid sublist field name {key!r}.", "INVALID_FIELD")
+
+
+def _invoice_line(
+    state: NetSuiteState, line: dict[str, Any], target: dict[str, Any], base: str
+) -> None:
+    _line_fields(line, INVOICE_LINE_FIELDS, base)
+    if "item" in line:
+        target["item"] = _reference(
+            state, line, "item", "servicesaleitem", path=f"{base}.item", active=True
+        )
+    if "description" in line:
+        target["description"] = _text(line, "description", 4000, f"{base}.description")
+    if "quantity" in line:
+        quantity = _number(line["quantity"], f"{base}.quantity", "quantity")
+        if quantity <= 0:
+            raise _bad(f"{base}.quantity", "quantity must be greater than 0.")
+        target["quantity"] = format(quantity, "f")
+    if "rate" in line:
+        target["rate"] = format(_number(line["rate"], f"{base}.rate", "rate"), "f")
+    if "taxCode" in line:
+        target["taxCode"] = (
+            None
+            if line["taxCode"] is None
+            else _reference(state, line, "taxCode", "salestaxitem", path=f"{base}.taxCode")
+        )
+    quantity = to_decimal(target.get("quantity")) or Decimal(1)
+    target["quantity"] = format(quantity, "f")
+    if "amount" in line:
+        target["amount"] = money_text(_amount(line["amount"], f"{base}.amount", "amount"))
+    elif ("rate" in line or "quantity" in line) and (rate := to_decimal(target.get("rate"))):
+        target["amount"] = money_text(quantity * rate)
+    if not target.get("item"):
+        raise _bad(f"{base}.item", "Please enter value(s) for: Item")
+    if to_decimal(target.get("amount")) is None:
+        raise _bad(f"{base}.amount", "Please enter value(s) for: Amount")
+
+
+def _tax_country(state: NetSuiteState, subsidiary_id: str) -> str:
+    sub = state.table("subsidiary").get(subsidiary_id) or {}
+    lines = sublist_lines(state, sub, "taxRegistration")
+    country = country_id(lines[0].get("nexusCountry")) if lines else None
+    if country is None:
+        raise _bad(
+            "subsidiary",
+            f"Tax cannot be calculated: the subsidiary {sub.get('name') or subsidiary_id} has no "
+            "tax registration. Add one on the subsidiary's Tax Registrations subtab.",
+        )
+    return country
+
+
+def _compute_invoice(state: NetSuiteState, record: dict[str, Any]) -> None:
+    """Line taxes, totals, what is left to pay and the status (Decimal, half up to cents)."""
+    default_rate = TAX_RATES.get(_tax_country(state, record["subsidiary"]), Decimal(0))
+    subtotal = tax = Decimal(0)
+    for line in record["item"]:
+        amount = to_decimal(line.get("amount")) or Decimal(0)
+        rate = default_rate
+        if line.get("taxCode"):
+            code = state.table("salestaxitem").get(str(line["taxCode"])) or {}
+            rate = to_decimal(code.get("rate")) or Decimal(0)
+        line_tax = (amount * rate / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+        line["taxRate1"] = format(rate, "f")
+        line["tax1Amt"] = money_text(line_tax)
+        subtotal += amount
+        tax += line_tax
+    total = subtotal + tax
+    paid = to_decimal(record.get("amountPaid")) or Decimal(0)
+    if total < paid:
+        raise _bad(
+            "item",
+            f"The invoice total {money_text(total)} cannot be less than the {money_text(paid)} "
+            "already paid.",
+        )
+    record["subtotal"] = money_text(subtotal)
+    record["taxTotal"] = money_text(tax)
+    record["total"] = money_text(total)
+    record["amountPaid"] = money_text(paid)
+    record["amountRemaining"] = money_text(total - paid)
+    if record.get("status") != "V":
+        record["status"] = "B" if total - paid == 0 else "A"
+
+
+def apply_job(
+    state: NetSuiteState,
+    body: dict[str, Any],
+    current: dict[str, Any] | None,
+    *,
+    replace: frozenset[str],
+) -> dict[str, Any]:
+    """Validate a job (project) write and return the full record to store."""
+    _check_fields(body, JOB_FIELDS, "job")
+    record = dict(current or {})
+    _external_id(body, record)
+    for key in ("companyName", "entityId"):
+        if key in body:
+            value = _string(body, key, MAX_NAME)
+            if not value.strip():
+                raise _bad(key, f"Please enter a value for {key}.")
+            record[key] = value
+    if "parent" in body:
+        record["parent"] = _reference(state, body, "parent", "customer", active=True)
+    if not record.get("parent"):
+        raise _bad("parent", "Please enter value(s) for: Customer")
+    customer = state.table("customer").get(str(record["parent"])) or {}
+    if "subsidiary" in body:
+        record["subsidiary"] = _reference(state, body, "subsidiary", "subsidiary")
+    record["subsidiary"] = record.get("subsidiary") or ref_id(customer.get("subsidiary"))
+    if record["subsidiary"] != ref_id(customer.get("subsidiary")):
+        raise _bad(
+            "subsidiary",
+            "The project's subsidiary must be the customer's subsidiary "
+            f"({ref_id(customer.get('subsidiary'))}).",
+        )
+    if "currency" in body:
+        record["currency"] = _reference(state, body, "currency", "currency")
+    record["currency"] = record.get("currency") or ref_id(customer.get("currency"))
+    for key in ("startDate", "projectedEndDate"):
+        if key in body:
+            record[key] = None if body[key] is None else _date(body[key], key)
+    start, end = _day_of(record, "startDate"), _day_of(record, "projectedEndDate")
+    if start and end and end < start:
+        raise _bad("projectedEndDate", "The projected end date is before the start date.")
+    if "comments" in body:
+        record["comments"] = _text(body, "comments", 999)
+    if "isInactive" in body:
+        record["isInactive"] = _bool(body, "isInactive")
+    if not record.get("companyName"):
+        raise _bad("companyName", "Please enter value(s) for: Project Name")
+    record.setdefault("isInactive", False)
+    return record
+
+
+def apply_invoice(
+    state: NetSuiteState,
+    body: dict[str, Any],
+    current: dict[str, Any] | None,
+    *,
+    replace: frozenset[str],
+) -> dict[str, Any]:
+    """Validate an invoice write, compute its tax and totals, return the record to store."""
+    _check_fields(body, INVOICE_FIELDS, "invoice", TRAN_READ_ONLY)
+    _locked_check(state, current)
+    record = dict(current or {})
+    creating = current is None
+    _external_id(body, record)
+    if "entity" in body:
+        record["entity"] = _reference(state, body, "entity", "customer", active=True)
+    if not record.get("entity"):
+        raise _bad("entity", "Please enter value(s) for: Customer")
+    customer = state.table("customer").get(str(record["entity"])) or {}
+    home = ref_id(customer.get("subsidiary"))
+    if "subsidiary" in body:
+        record["subsidiary"] = _reference(state, body, "subsidiary", "subsidiary")
+    record["subsidiary"] = record.get("subsidiary") or home
+    if record["subsidiary"] != home:
+        raise _bad(
+            "subsidiary",
+            f"The customer {ref_name('customer', customer)} is not assigned to subsidiary "
+            f"{record['subsidiary']}.",
+        )
+    if "currency" in body:
+        record["currency"] = _reference(state, body, "currency", "currency")
+    record["currency"] = record.get("currency") or ref_id(customer.get("currency"))
+    if "terms" in body:
+        record["terms"] = (
+            None if body["terms"] is None else _reference(state, body, "terms", "term")
+        )
+    elif creating:
+        record["terms"] = ref_id(customer.get("terms"))
+    if "job" in body:
+        record["job"] = None if body["job"] is None else _reference(state, body, "job", "job")
+    if record.get("job"):
+        job = state.table("job").get(str(record["job"])) or {}
+        if ref_id(job.get("parent")) != record["entity"]:
+            raise _bad("job", f"The project {record['job']} does not belong to this customer.")
+    if "tranDate" in body:
+        record["tranDate"] = _date(body["tranDate"], "tranDate")
+    day = _day_of(record)
+    if day is None:
+        raise _bad("tranDate", "Please enter value(s) for: Date")
+    period = state.check_period(day)
+    if "postingPeriod" in body:
+        chosen = _reference(state, body, "postingPeriod", "accountingperiod")
+        if chosen != period:
+            raise _bad("postingPeriod", PERIOD_CLOSED)
+    record["postingPeriod"] = period
+    if "dueDate" in body:
+        record["dueDate"] = None if body["dueDate"] is None else _date(body["dueDate"], "dueDate")
+    if not record.get("dueDate"):
+        term = state.table("term").get(str(record.get("terms") or "")) or {}
+        days = term.get("daysUntilNetDue")
+        offset = days if isinstance(days, int) and not isinstance(days, bool) else 0
+        record["dueDate"] = (day + timedelta(days=offset)).isoformat()
+    if "memo" in body:
+        record["memo"] = _text(body, "memo", 999)
+    if "otherRefNum" in body:
+        record["otherRefNum"] = _text(body, "otherRefNum", 45)
+    if "item" in body:
+        record["item"] = _merge_sublist(
+            state,
+            record,
+            "item",
+            body["item"],
+            replace=creating or "item" in replace,
+            apply_line=_invoice_line,
+        )
+    record["item"] = sublist_lines(state, record, "item")
+    if not record["item"]:
+        raise _bad("item", "You must enter at least one line item for this transaction.")
+    _compute_invoice(state, record)
+    return record
+
+
+def _hours(value: Any, path: str) -> Decimal:
+    if isinstance(value, str) and (match := DURATION.fullmatch(value.strip())):
+        hours = Decimal(match.group(1)) + (Decimal(match.group(2)) / 60)
+        hours = hours.quantize(CENT, rounding=ROUND_HALF_UP)
+    else:
+        hours = _number(value, path, "hours")
+        if hours != hours.quantize(CENT):
+            raise _bad(path, "Invalid duration: use hours with at most two decimals, or H:MM.")
+    if not 0 < hours <= 24:
+        raise _bad(path, "The duration must be more than 0 and at most 24 hours.")
+    return hours.quantize(CENT)
+
+
+def _customer_or_project(
+    state: NetSuiteState, body: dict[str, Any], key: str, path: str | None = None
+) -> str:
+    """NetSuite's "Customer:Project" field: an active project (job) or customer."""
+    try:
+        return _reference(state, body, key, "job", path=path, active=True)
+    except RefError:
+        return _reference(state, body, key, "customer", path=path, active=True)
+
+
+def _employee(state: NetSuiteState, record: dict[str, Any], key: str) -> dict[str, Any]:
+    employee = state.table("employee").get(str(record.get(key) or ""))
+    if employee is None:
+        raise RefError(key, str(record.get(key)))
+    return employee
+
+
+def _own_subsidiary(
+    state: NetSuiteState, body: dict[str, Any], record: dict[str, Any], home: str | None
+) -> None:
+    if "subsidiary" in body:
+        record["subsidiary"] = _reference(state, body, "subsidiary", "subsidiary")
+    record["subsidiary"] = record.get("subsidiary") or home
+    if record["subsidiary"] != home:
+        raise RefError("subsidiary", str(record["subsidiary"]))
+
+
+def apply_timebill(
+    state: NetSuiteState,
+    body: dict[str, Any],
+    current: dict[str, Any] | None,
+    *,
+    replace: frozenset[str],
+) -> dict[str, Any]:
+    """Validate a time bill (Track Time) write and return the record to store."""
+    _check_fields(body, TIMEBILL_FIELDS, "timeBill", TRAN_READ_ONLY)
+    _locked_check(state, current)
+    record = dict(current or {})
+    _external_id(body, record)
+    if "employee" in body:
+        record["employee"] = _reference(state, body, "employee", "employee", active=True)
+    if not record.get("employee"):
+        raise _bad("employee", "Please enter value(s) for: Employee")
+    employee = _employee(state, record, "employee")
+    if "customer" in body:
+        record["customer"] = (
+            None if body["customer"] is None else _customer_or_project(state, body, "customer")
+        )
+    _own_subsidiary(state, body, record, ref_id(employee.get("subsidiary")))
+    if "tranDate" in body:
+        record["tranDate"] = _date(body["tranDate"], "tranDate")
+    day = _day_of(record)
+    if day is None:
+        raise _bad("tranDate", "Please enter value(s) for: Date")
+    state.check_period(day)
+    if "hours" in body:
+        record["hours"] = format(_hours(body["hours"], "hours"), "f")
+    if not record.get("hours"):
+        raise _bad("hours", "Please enter value(s) for: Duration")
+    for key in ("isBillable", "supervisorApproval"):
+        if key in body:
+            record[key] = _bool(body, key)
+        record.setdefault(key, False)
+    if "memo" in body:
+        record["memo"] = _text(body, "memo", 4000)
+    return record
+
+
+def _expense_line(
+    state: NetSuiteState, line: dict[str, Any], target: dict[str, Any], base: str
+) -> None:
+    _line_fields(line, EXPENSE_LINE_FIELDS, base)
+    if "expenseDate" in line:
+        target["expenseDate"] = _date(line["expenseDate"], f"{base}.expenseDate")
+    if "category" in line:
+        target["category"] = (
+            None
+            if line["category"] is None
+            else _reference(
+                state, line, "category", "expensecategory", path=f"{base}.category", active=True
+            )
+        )
+    for key in ("amount", "foreignAmount"):
+        if key in line:
+            target[key] = money_text(_amount(line[key], f"{base}.{key}", key, positive=True))
+    if "currency" in line:
+        target["currency"] = _reference(
+            state, line, "currency", "currency", path=f"{base}.currency"
+        )
+    if "customer" in line:
+        target["customer"] = (
+            None
+            if line["customer"] is None
+            else _customer_or_project(state, line, "customer", path=f"{base}.customer")
+        )
+    for key in ("isBillable", "receipt"):
+        if key in line:
+            if not isinstance(line[key], bool):
+                raise _bad(
+                    f"{base}.{key}", f"Invalid value for field {key}: expected true or false."
+                )
+            target[key] = line[key]
+    if "memo" in line:
+        target["memo"] = _text(line, "memo", 4000, f"{base}.memo")
+    if not target.get("amount"):
+        raise _bad(f"{base}.amount", "Please enter value(s) for: Amount")
+    target.setdefault("foreignAmount", target["amount"])
+
+
+def apply_expensereport(
+    state: NetSuiteState,
+    body: dict[str, Any],
+    current: dict[str, Any] | None,
+    *,
+    replace: frozenset[str],
+) -> dict[str, Any]:
+    """Validate an expense report write and return the record to store."""
+    _check_fields(body, EXPENSE_FIELDS, "expenseReport", TRAN_READ_ONLY)
+    _locked_check(state, current)
+    record = dict(current or {})
+    creating = current is None
+    _external_id(body, record)
+    if "entity" in body:
+        record["entity"] = _reference(state, body, "entity", "employee", active=True)
+    if not record.get("entity"):
+        raise _bad("entity", "Please enter value(s) for: Employee")
+    employee = _employee(state, record, "entity")
+    home = ref_id(employee.get("subsidiary"))
+    _own_subsidiary(state, body, record, home)
+    if "expenseReportCurrency" in body:
+        record["expenseReportCurrency"] = _reference(
+            state, body, "expenseReportCurrency", "currency"
+        )
+    sub = state.table("subsidiary").get(str(home)) or {}
+    record["expenseReportCurrency"] = record.get("expenseReportCurrency") or ref_id(
+        sub.get("currency")
+    )
+    if "tranDate" in body:
+        record["tranDate"] = _date(body["tranDate"], "tranDate")
+    day = _day_of(record)
+    if day is None:
+        raise _bad("tranDate", "Please enter value(s) for: Date")
+    record["postingPeriod"] = state.check_period(day)
+    if "memo" in body:
+        record["memo"] = _text(body, "memo", 4000)
+    for key in ("supervisorApproval", "accountingApproval"):
+        if key in body:
+            record[key] = _bool(body, key)
+        record.setdefault(key, False)
+    if "expense" in body:
+        record["expense"] = _merge_sublist(
+            state,
+            record,
+            "expense",
+            body["expense"],
+            replace=creating or "expense" in replace,
+            apply_line=_expense_line,
+        )
+    lines = sublist_lines(state, record, "expense")
+    if not lines:
+        raise _bad("expense", "You must enter at least one line item for this transaction.")
+    for line in lines:
+        line.setdefault("expenseDate", record["tranDate"])
+        line.setdefault("currency", record["expenseReportCurrency"])
+        line.setdefault("isBillable", False)
+    record["expense"] = lines
+    record["total"] = money_text(
+        sum((to_decimal(x.get("amount")) or Decimal(0) for x in lines), Decimal(0))
+    )
+    record["status"] = (
+        "F" if record["accountingApproval"] else "C" if record["supervisorApproval"] else "B"
+    )
+    return record
+
+
+def _custom_common(body: dict[str, Any], record: dict[str, Any]) -> None:
+    _external_id(body, record)
+    if "name" in body:
+        record["name"] = _text(body, "name", 300)
+    if "isInactive" in body:
+        record["isInactive"] = _bool(body, "isInactive")
+    record.setdefault("isInactive", False)
+
+
+def _currency_text(body: dict[str, Any], key: str) -> str:
+    value = body[key]
+    if not isinstance(value, str) or not ISO_CURRENCY.fullmatch(value):
+        raise _bad(key, f"Invalid value for field {key}: expected a 3-letter ISO currency code.")
+    return value
+
+
+def _required(record: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if record.get(key) in (None, ""):
+            raise _bad(key, f"Please enter value(s) for: {key}")
+
+
+def apply_revenue_line(
+    state: NetSuiteState,
+    body: dict[str, Any],
+    current: dict[str, Any] | None,
+    *,
+    replace: frozenset[str],
+) -> dict[str, Any]:
+    """A line of Throughline's revenue schedule custom record."""
+    _check_fields(body, REVENUE_FIELDS, REVENUE_RECORD)
+    record = dict(current or {})
+    _custom_common(body, record)
+    if "custrecord_tl_contract" in body:
+        record["custrecord_tl_contract"] = _text(body, "custrecord_tl_contract", 300)
+    if "custrecord_tl_period" in body:
+        record["custrecord_tl_period"] = _date(body["custrecord_tl_period"], "custrecord_tl_period")
+    if "custrecord_tl_amount" in body:
+        record["custrecord_tl_amount"] = money_text(
+            _amount(body["custrecord_tl_amount"], "custrecord_tl_amount", "custrecord_tl_amount")
+        )
+    if "custrecord_tl_currency" in body:
+        record["custrecord_tl_currency"] = _currency_text(body, "custrecord_tl_currency")
+    _required(
+        record,
+        (
+            "custrecord_tl_contract",
+            "custrecord_tl_period",
+            "custrecord_tl_amount",
+            "custrecord_tl_currency",
+        ),
+    )
+    return record
+
+
+def apply_billing_milestone(
+    state: NetSuiteState,
+    body: dict[str, Any],
+    current: dict[str, Any] | None,
+    *,
+    replace: frozenset[str],
+) -> dict[str, Any]:
+    """A milestone of Throughline's billing plan custom record."""
+    _check_fields(body, MILESTONE_FIELDS, MILESTONE_RECORD)
+    record = dict(current or {})
+    _custom_common(body, record)
+    if "custrecord_tl_bm_job" in body:
+        record["custrecord_tl_bm_job"] = _reference(state, body, "custrecord_tl_bm_job", "job")
+    if "custrecord_tl_bm_date" in body:
+        record["custrecord_tl_bm_date"] = _date(
+            body["custrecord_tl_bm_date"], "custrecord_tl_bm_date"
+        )
+    if "custrecord_tl_bm_amount" in body:
+        record["custrecord_tl_bm_amount"] = money_text(
+            _amount(
+                body["custrecord_tl_bm_amount"],
+                "custrecord_tl_bm_amount",
+                "custrecord_tl_bm_amount",
+            )
+        )
+    if "custrecord_tl_bm_currency" in body:
+        record["custrecord_tl_bm_currency"] = _currency_text(body, "custrecord_tl_bm_currency")
+    for key in ("custrecord_tl_bm_billable", "custrecord_tl_bm_completed"):
+        if key in body:
+            record[key] = _bool(body, key)
+        record.setdefault(key, key.endswith("billable"))
+    _required(
+        record,
+        (
+            "name",
+            "custrecord_tl_bm_job",
+            "custrecord_tl_bm_date",
+            "custrecord_tl_bm_amount",
+            "custrecord_tl_bm_currency",
+        ),
+    )
+    return record
+
+
 APPLY: dict[str, Callable[..., dict[str, Any]]] = {
     "customer": apply_customer,
     "subsidiary": apply_subsidiary,
+    "job": apply_job,
+    "invoice": apply_invoice,
+    "timebill": apply_timebill,
+    "expensereport": apply_expensereport,
+    REVENUE_RECORD: apply_revenue_line,
+    MILESTONE_RECORD: apply_billing_milestone,
 }
 
 
@@ -970,7 +2324,174 @@ SUITEQL_COLUMNS: dict[str, dict[str, str]] = {
         "lastmodifieddate": "lastModifiedDate",
     },
 }
-DATETIME_COLUMNS = frozenset({"datecreated", "lastmodifieddate"})
+SUITEQL_COLUMNS.update(
+    {
+        "employee": {
+            "id": "id",
+            "entityid": "entityId",
+            "firstname": "firstName",
+            "lastname": "lastName",
+            "email": "email",
+            "subsidiary": "subsidiary",
+            "department": "department",
+            "laborcost": "laborCost",
+            "isinactive": "isInactive",
+            "externalid": "externalId",
+            "lastmodifieddate": "lastModifiedDate",
+        },
+        "department": {
+            "id": "id",
+            "name": "name",
+            "isinactive": "isInactive",
+            "externalid": "externalId",
+            "lastmodifieddate": "lastModifiedDate",
+        },
+        "currencyrate": {
+            "id": "id",
+            "basecurrency": "baseCurrency",
+            "transactioncurrency": "transactionCurrency",
+            "exchangerate": "exchangeRate",
+            "effectivedate": "effectiveDate",
+            "lastmodifieddate": "lastModifiedDate",
+        },
+        "accountingperiod": {
+            "id": "id",
+            "periodname": "periodName",
+            "startdate": "startDate",
+            "enddate": "endDate",
+            "closed": "closed",
+            "alllocked": "allLocked",
+            "arlocked": "arLocked",
+            "aplocked": "apLocked",
+            "isquarter": "isQuarter",
+            "isyear": "isYear",
+            "isadjust": "isAdjust",
+        },
+        "job": {
+            "id": "id",
+            "entityid": "entityId",
+            "companyname": "companyName",
+            "parent": "parent",
+            "customer": "parent",
+            "subsidiary": "subsidiary",
+            "currency": "currency",
+            "startdate": "startDate",
+            "projectedenddate": "projectedEndDate",
+            "isinactive": "isInactive",
+            "externalid": "externalId",
+            "datecreated": "dateCreated",
+            "lastmodifieddate": "lastModifiedDate",
+        },
+        "transaction": {
+            "id": "id",
+            "tranid": "tranId",
+            "type": "_type",
+            "recordtype": "_recordtype",
+            "status": "status",
+            "entity": "_entity",
+            "subsidiary": "subsidiary",
+            "currency": "_currency",
+            "trandate": "tranDate",
+            "duedate": "dueDate",
+            "postingperiod": "postingPeriod",
+            "memo": "memo",
+            "externalid": "externalId",
+            "foreigntotal": "total",
+            "foreignamountremaining": "amountRemaining",
+            "foreignamountpaid": "amountPaid",
+            "createddate": "createdDate",
+            "lastmodifieddate": "lastModifiedDate",
+        },
+        "timebill": {
+            "id": "id",
+            "externalid": "externalId",
+            "employee": "employee",
+            "customer": "customer",
+            "subsidiary": "subsidiary",
+            "trandate": "tranDate",
+            "hours": "hours",
+            "isbillable": "isBillable",
+            "supervisorapproval": "supervisorApproval",
+            "memo": "memo",
+            "lastmodifieddate": "lastModifiedDate",
+        },
+        REVENUE_RECORD: {
+            "id": "id",
+            "externalid": "externalId",
+            "name": "name",
+            "isinactive": "isInactive",
+            "custrecord_tl_contract": "custrecord_tl_contract",
+            "custrecord_tl_period": "custrecord_tl_period",
+            "custrecord_tl_amount": "custrecord_tl_amount",
+            "custrecord_tl_currency": "custrecord_tl_currency",
+            "lastmodified": "lastModifiedDate",
+        },
+        MILESTONE_RECORD: {
+            "id": "id",
+            "externalid": "externalId",
+            "name": "name",
+            "isinactive": "isInactive",
+            "custrecord_tl_bm_job": "custrecord_tl_bm_job",
+            "custrecord_tl_bm_date": "custrecord_tl_bm_date",
+            "custrecord_tl_bm_amount": "custrecord_tl_bm_amount",
+            "custrecord_tl_bm_currency": "custrecord_tl_bm_currency",
+            "custrecord_tl_bm_billable": "custrecord_tl_bm_billable",
+            "custrecord_tl_bm_completed": "custrecord_tl_bm_completed",
+            "lastmodified": "lastModifiedDate",
+        },
+    }
+)
+#: the `transaction` table: (record type, SuiteQL type code)
+TRANSACTION_SOURCES = (
+    ("invoice", "CustInvc"),
+    ("customerpayment", "CustPymt"),
+    ("expensereport", "ExpRept"),
+)
+DATETIME_COLUMNS = frozenset({"datecreated", "lastmodifieddate", "createddate", "lastmodified"})
+DATE_COLUMNS = frozenset(
+    {
+        "trandate",
+        "duedate",
+        "startdate",
+        "enddate",
+        "projectedenddate",
+        "effectivedate",
+        "custrecord_tl_period",
+        "custrecord_tl_bm_date",
+    }
+)
+NUMBER_COLUMNS = frozenset(
+    {
+        "laborcost",
+        "exchangerate",
+        "foreigntotal",
+        "foreignamountremaining",
+        "foreignamountpaid",
+        "hours",
+        "custrecord_tl_amount",
+        "custrecord_tl_bm_amount",
+    }
+)
+
+
+def _suiteql_records(state: NetSuiteState, table: str) -> list[dict[str, Any]]:
+    """The rows behind a table (copies), the `transaction` table merged from its types."""
+    with state.lock:
+        if table != "transaction":
+            return [dict(r) for r in state.table(table).values() if isinstance(r, dict)]
+        rows = []
+        for rtype, code in TRANSACTION_SOURCES:
+            for record in state.table(rtype).values():
+                if not isinstance(record, dict):
+                    continue
+                row = dict(record, _type=code, _recordtype=rtype)
+                row["_entity"] = record.get("customer" if rtype == "customerpayment" else "entity")
+                row["_currency"] = record.get(
+                    "expenseReportCurrency" if rtype == "expensereport" else "currency"
+                )
+                rows.append(row)
+        return rows
+
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op><=|>=|<>|!=|=|<|>)"
@@ -1097,8 +2618,9 @@ class _Parser:
         table = self.name()
         if table not in SUITEQL_COLUMNS:
             raise SuiteQLError(
-                f"Table {table!r} is not available in the stand-in (customer, subsidiary, "
-                "currency)."
+                f"Table {table!r} is not available in the stand-in ("
+                + ", ".join(sorted(SUITEQL_COLUMNS))
+                + ")."
             )
         tok = self.peek()
         if tok and tok[0] == "word" and tok[1].upper() not in ("WHERE", "ORDER"):
@@ -1205,6 +2727,12 @@ def _suiteql_value(table: str, column: str, record: dict[str, Any]) -> Any:
     value = record.get(source)
     if column in DATETIME_COLUMNS:
         return parse_iso(value)
+    if column in DATE_COLUMNS:
+        day = parse_day(value)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC) if day else None
+    if column in NUMBER_COLUMNS and isinstance(value, str):
+        number = to_decimal(value)
+        return float(number) if number is not None else None
     if isinstance(value, bool):
         return "T" if value else "F"
     if isinstance(value, dict):
@@ -1277,16 +2805,15 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 def run_suiteql(state: NetSuiteState, query: str) -> list[dict[str, Any]]:
     """Run the supported SuiteQL subset and return the rows (without paging).
 
-    Supported: SELECT * | col [AS alias] | TO_CHAR(col, 'fmt') [AS alias], ...; FROM customer |
-    subsidiary | currency [alias]; WHERE cond AND cond ...; cond = operand op operand or
+    Supported: SELECT * | col [AS alias] | TO_CHAR(col, 'fmt') [AS alias], ...; FROM one table of
+    SUITEQL_COLUMNS [alias]; WHERE cond AND cond ...; cond = operand op operand or
     col IS [NOT] NULL, op in = != <> < <= > >=, operand = column, 'string', number,
     TO_TIMESTAMP('...', 'YYYY-MM-DD HH24:MI:SS') or TO_DATE('...', 'YYYY-MM-DD') (read as UTC);
     ORDER BY col [ASC|DESC], ... (default: by id). Anything else is a 400 INVALID_PARAMETER.
     """
     parsed = _Parser(query).parse()
     table = parsed.table
-    with state.lock:
-        records = [dict(r) for r in state.table(table).values()]
+    records = _suiteql_records(state, table)
     rows = [r for r in records if all(_matches(table, c, r) for c in parsed.where)]
     columns = parsed.columns or [_Select(("col", name), name) for name in SUITEQL_COLUMNS[table]]
     out: list[tuple[dict[str, Any], dict[str, Any]]] = []
@@ -1372,6 +2899,50 @@ def _parse_form(raw: bytes) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
+SETTINGS = ("concurrency_limit", "latency_ms", "token_lifetime", "restlet_usage_limit")
+ENTITY_ID_LABELS = {"customer": "Customer ID", "job": "Project ID"}
+CREATED_FIELDS = {
+    "customer": "dateCreated",
+    "job": "dateCreated",
+    "invoice": "createdDate",
+    "customerpayment": "createdDate",
+    "timebill": "createdDate",
+    "expensereport": "createdDate",
+    REVENUE_RECORD: "created",
+    MILESTONE_RECORD: "created",
+}
+#: (record type, field) pairs that reference a record of the key's type
+DEPENDENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "subsidiary": (("customer", "subsidiary"),),
+    "customer": (("job", "parent"), ("invoice", "entity"), ("timebill", "customer")),
+    "job": (
+        ("invoice", "job"),
+        ("timebill", "customer"),
+        (MILESTONE_RECORD, "custrecord_tl_bm_job"),
+    ),
+}
+
+
+def has_dependents(state: NetSuiteState, rtype: str, record: dict[str, Any]) -> bool:
+    """Whether deleting the record would orphan others (a scan: deletes are rare)."""
+    if rtype == "invoice":
+        return (to_decimal(record.get("amountPaid")) or Decimal(0)) > 0
+    rid = str(record["id"])
+    with state.lock:
+        for other_type, key in DEPENDENTS.get(rtype, ()):
+            if any(ref_id(o.get(key)) == rid for o in state.table(other_type).values()):
+                return True
+        if rtype in ("job", "customer"):
+            for report in state.table("expensereport").values():
+                if any(
+                    ref_id(x.get("customer")) == rid
+                    for x in report.get("expense") or []
+                    if isinstance(x, dict)
+                ):
+                    return True
+    return False
+
+
 def create_app(state: NetSuiteState | None = None) -> Starlette:
     """The NetSuite stand-in as a Starlette app."""
     state = state or NetSuiteState()
@@ -1392,14 +2963,9 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
         return rtype
 
     def find(rtype: str, rid: str) -> dict[str, Any] | None:
-        table = state.table(rtype)
         if rid.lower().startswith("eid:"):
-            external = rid[4:]
-            for record in table.values():
-                if record.get("externalId") == external:
-                    return record
-            return None
-        return table.get(rid)
+            return state.by_external_id(rtype, rid[4:])
+        return state.table(rtype).get(rid)
 
     def not_found(rtype: str, rid: str) -> NsError:
         return NsError(
@@ -1410,10 +2976,39 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
             url_path=f"record/v1/{rtype}/{rid}",
         )
 
+    def numbered(rtype: str, record: dict[str, Any]) -> None:
+        """Give a new record its internal id and what NetSuite numbers on create."""
+        record["id"] = state.next_id(rtype)
+        if rtype == "customer" and not record.get("entityId"):
+            record["entityId"] = f"CUST{record['id']}"
+        if rtype == "job" and not record.get("entityId"):
+            record["entityId"] = f"PRJ{record['id']}"
+        if rtype in TRAN_PREFIXES:
+            record["tranId"] = state.next_tran_id(rtype)
+
+    def save(
+        rtype: str, record: dict[str, Any], now: str, previous: dict[str, Any] | None = None
+    ) -> None:
+        """Stamp and store a record and keep the external id index in step."""
+        record["lastModifiedDate"] = now
+        created = CREATED_FIELDS.get(rtype)
+        if created:
+            record.setdefault(created, now)
+        if previous is not None:
+            state.index_drop(rtype, previous)
+        state.table(rtype)[record["id"]] = record
+        state.index_put(rtype, record)
+
     # -- the governed wrapper --------------------------------------------------------------
     def api(
-        handler: Callable[[Request], Awaitable[Response]], *, authed: bool = True
+        handler: Callable[[Request], Awaitable[Response]],
+        *,
+        authed: bool = True,
+        restlet: bool = False,
     ) -> Callable[[Request], Awaitable[Response]]:
+        """Count, govern (one account-wide concurrency limit for web services and RESTlets)
+        and authenticate a call; RESTlets answer in their own error shape."""
+
         async def run(request: Request) -> Response:
             state.count_call()
             with state.lock:
@@ -1424,6 +3019,12 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
                     state.rejected += 1
             try:
                 if over:
+                    if restlet:
+                        return restlet_error(
+                            400,
+                            "SSS_REQUEST_LIMIT_EXCEEDED",
+                            "Concurrent request limit exceeded. Request blocked.",
+                        )
                     return JSONResponse(
                         error_body(
                             429,
@@ -1434,7 +3035,10 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
                     )
                 if state.latency_ms:
                     await asyncio.sleep(state.latency_ms / 1000)
-                if authed and not state.token_valid(bearer_token(request)):
+                token = bearer_token(request)
+                if restlet and not state.token_has_scope(token, "restlets"):
+                    return restlet_error(401, "INVALID_LOGIN_ATTEMPT", "Invalid login attempt.")
+                if authed and not state.token_valid(token):
                     return JSONResponse(
                         error_body(401, "INVALID_LOGIN", INVALID_LOGIN), status_code=401
                     )
@@ -1519,7 +3123,7 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
         )
         if "rest_webservices" not in scopes or not scopes <= {"restlets", "rest_webservices"}:
             return fail(400, "invalid_scope", "scope must include rest_webservices")
-        access = state.issue_token(lifetime=state.token_lifetime)
+        access = state.issue_token(lifetime=state.token_lifetime, scopes=frozenset(scopes))
         return JSONResponse(
             {"access_token": access, "token_type": "bearer", "expires_in": state.token_lifetime}
         )
@@ -1530,13 +3134,15 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
         if not raw:
             raise NsError(400, "INVALID_CONTENT", "The request body is empty.")
         try:
-            return json.loads(raw)
+            return json.loads(raw, parse_float=Decimal)
         except json.JSONDecodeError as exc:
             raise NsError(
                 400,
                 "INVALID_CONTENT",
                 f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.",
             ) from None
+        except UnicodeDecodeError:
+            raise NsError(400, "INVALID_CONTENT", "The request body is not UTF-8.") from None
 
     async def write(request: Request, apply: Callable[[], Outcome]) -> Response:
         """Run a write under the lock, honouring idempotency keys and respond-async."""
@@ -1589,37 +3195,36 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
             )
         return outcome.response()
 
-    def store(rtype: str, record: dict[str, Any], request: Request) -> Outcome:
-        now = iso(utcnow())
-        record["lastModifiedDate"] = now
-        if rtype == "customer":
-            record.setdefault("dateCreated", now)
-        state.table(rtype)[record["id"]] = record
+    def store(
+        rtype: str,
+        record: dict[str, Any],
+        request: Request,
+        previous: dict[str, Any] | None = None,
+    ) -> Outcome:
+        save(rtype, record, iso(utcnow()), previous)
         location = renderer(request).url(rtype, record["id"])
         return Outcome(204, None, {"Location": location})
 
     def check_unique(rtype: str, record: dict[str, Any]) -> None:
-        for other in state.table(rtype).values():
-            if other["id"] == record.get("id"):
-                continue
-            if record.get("externalId") and other.get("externalId") == record["externalId"]:
+        external = record.get("externalId")
+        if external:
+            other = state.by_external_id(rtype, str(external))
+            if other is not None and other["id"] != record.get("id"):
                 raise NsError(
                     400,
                     "DUP_RCRD",
                     "A record with this external ID already exists.",
                     path="externalId",
                 )
-            if (
-                rtype == "customer"
-                and record.get("entityId")
-                and other.get("entityId") == record["entityId"]
-            ):
-                raise NsError(
-                    400,
-                    "DUP_ENTITY",
-                    "This entity already exists: the Customer ID is in use.",
-                    path="entityId",
-                )
+        if rtype in ("customer", "job") and record.get("entityId"):
+            for other in state.table(rtype).values():
+                if other["id"] != record.get("id") and other.get("entityId") == record["entityId"]:
+                    raise NsError(
+                        400,
+                        "DUP_ENTITY",
+                        f"This entity already exists: the {ENTITY_ID_LABELS[rtype]} is in use.",
+                        path="entityId",
+                    )
 
     def replace_param(request: Request) -> frozenset[str]:
         raw = request.query_params.get("replace", "")
@@ -1648,10 +3253,8 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
             if not isinstance(body, dict):
                 raise NsError(400, "INVALID_CONTENT", "The request body must be a JSON object.")
             record = APPLY[rtype](state, body, None, replace=frozenset())
-            record["id"] = state.next_id(rtype)
-            if rtype == "customer" and not record.get("entityId"):
-                record["entityId"] = f"CUST{record['id']}"
             check_unique(rtype, record)
+            numbered(rtype, record)
             return store(rtype, record, request)
 
         return await write(request, apply)
@@ -1673,19 +3276,16 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
                 record = find(rtype, rid)
                 if record is None:
                     raise not_found(rtype, rid)
-                if rtype == "subsidiary":
-                    users = [
-                        c["id"]
-                        for c in state.table("customer").values()
-                        if ref_id(c.get("subsidiary")) == record["id"]
-                    ]
-                    if users:
-                        raise NsError(
-                            400,
-                            "THIS_RECORD_CANNOT_BE_DELETED_BECAUSE_IT_HAS_DEPENDENT_RECORDS",
-                            "This record cannot be deleted because it has dependent records.",
-                        )
+                if has_dependents(state, rtype, record):
+                    raise NsError(
+                        400,
+                        "THIS_RECORD_CANNOT_BE_DELETED_BECAUSE_IT_HAS_DEPENDENT_RECORDS",
+                        "This record cannot be deleted because it has dependent records.",
+                    )
+                if rtype in TRANSACTION_TYPES and (day := _day_of(record)) is not None:
+                    state.check_period(day)
                 del state.table(rtype)[record["id"]]
+                state.index_drop(rtype, record)
                 return Outcome(204)
 
             return await write(request, delete)
@@ -1717,9 +3317,8 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
                 payload = {**body, "externalId": external}
                 if current is None:
                     record = APPLY[rtype](state, payload, None, replace=replace)
-                    record["id"] = state.next_id(rtype)
-                    if rtype == "customer" and not record.get("entityId"):
-                        record["entityId"] = f"CUST{record['id']}"
+                    check_unique(rtype, record)
+                    numbered(rtype, record)
                 else:
                     record = APPLY[rtype](state, payload, current, replace=replace)
             else:
@@ -1727,7 +3326,7 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
                     raise not_found(rtype, rid)
                 record = APPLY[rtype](state, body, current, replace=replace)
             check_unique(rtype, record)
-            outcome = store(rtype, record, request)
+            outcome = store(rtype, record, request, current)
             if request.method == "PATCH":
                 return Outcome(204)
             return outcome
@@ -1742,7 +3341,7 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
             record = find(rtype, rid)
             if record is None:
                 raise not_found(rtype, rid)
-            if name != "taxRegistration" or rtype not in ("customer", "subsidiary"):
+            if name not in SUBLISTS.get(rtype, ()):
                 raise NsError(
                     404,
                     "NONEXISTENT_ID",
@@ -1799,7 +3398,7 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
         return f"{str(request.base_url).rstrip('/')}{ASYNC_PREFIX}/{job['id']}{tail}"
 
     def progress(job: dict[str, Any]) -> str:
-        return "succeeded" if job["outcome"].status < 400 else "failed"
+        return "succeeded" if Outcome.from_dict(job["outcome"]).status < 400 else "failed"
 
     async def job_view(request: Request) -> Response:
         job = job_of(request)
@@ -1845,7 +3444,7 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
         )
 
     async def job_result(request: Request) -> Response:
-        return job_of(request)["outcome"].response()
+        return Outcome.from_dict(job_of(request)["outcome"]).response()
 
     # -- stand-in extras -------------------------------------------------------------------
     async def extras_page(request: Request) -> Response:
@@ -1895,7 +3494,7 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
                 if not isinstance(data, dict):
                     raise ValueError("send a JSON object")
                 with state.lock:
-                    for key in ("concurrency_limit", "latency_ms", "token_lifetime"):
+                    for key in SETTINGS:
                         if key in data:
                             value = int(data[key])
                             if value < 0:
@@ -1903,13 +3502,7 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
                             setattr(state, key, value)
             except (ValueError, TypeError) as exc:
                 return JSONResponse({"error": f"bad settings: {exc}"}, status_code=400)
-        return JSONResponse(
-            {
-                "concurrency_limit": state.concurrency_limit,
-                "latency_ms": state.latency_ms,
-                "token_lifetime": state.token_lifetime,
-            }
-        )
+        return JSONResponse({key: getattr(state, key) for key in SETTINGS})
 
     async def lose_responses(request: Request) -> Response:
         if request.method == "DELETE":
@@ -1954,6 +3547,192 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
                 }
             )
 
+    # -- the bulk RESTlet ------------------------------------------------------------------
+    async def restlet(request: Request) -> Response:
+        key = (request.query_params.get("script"), request.query_params.get("deploy"))
+        if key not in state.restlets:
+            return restlet_error(
+                400,
+                "SSS_INVALID_SCRIPTLET_ID",
+                "That Suitelet is invalid, disabled, or no longer exists.",
+            )
+        if "application/json" not in request.headers.get("content-type", "").lower():
+            return restlet_error(
+                415,
+                "INVALID_CONTENT_TYPE",
+                "Invalid content type. You can only use application/json, application/xml or "
+                "text/plain with RESTlets.",
+            )
+        try:
+            body = json.loads(await request.body(), parse_float=Decimal)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return restlet_error(400, "TL_BAD_REQUEST", "The request body is not JSON.")
+        rtype = None
+        if isinstance(body, dict) and isinstance(body.get("recordType"), str):
+            rtype = BULK_TYPES.get(body["recordType"].lower())
+        records = body.get("records") if isinstance(body, dict) else None
+        if rtype is None:
+            return restlet_error(
+                400, "TL_BAD_REQUEST", 'recordType must be "timeBill" or "expenseReport".'
+            )
+        if not isinstance(records, list) or not 1 <= len(records) <= MAX_BATCH:
+            return restlet_error(
+                400, "TL_BAD_REQUEST", f"records must be a list of 1 to {MAX_BATCH} records."
+            )
+        with state.lock:
+            state.period_memo = {}
+            try:
+                results, exhausted = post_records(rtype, records)
+            finally:
+                state.period_memo = None
+        lost = state.take_lost_response(request.method, request.url.path)
+        if lost is not None:
+            return restlet_error(
+                lost.status, "UNEXPECTED_ERROR", "The response was lost (stand-in fault)."
+            )
+        if exhausted:
+            return restlet_error(
+                400, "SSS_USAGE_LIMIT_EXCEEDED", "Script Execution Usage Limit Exceeded"
+            )
+        return JSONResponse({"results": results})
+
+    def post_records(rtype: str, records: list[Any]) -> tuple[list[dict[str, Any]], bool]:
+        """The script's loop: look each externalId up in the index, validate and save the
+        new ones; an error stays with its record. Runs under the state lock."""
+        now = iso(utcnow())
+        limit = state.restlet_usage_limit
+        usage = RESTLET_LOOKUP_UNITS
+        results: list[dict[str, Any]] = []
+        for item in records:
+            external = item.get("externalId") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or not isinstance(external, str):
+                results.append(
+                    {
+                        "externalId": external if isinstance(external, str) else None,
+                        "status": "error",
+                        "error": {
+                            "code": "TL_BAD_RECORD",
+                            "message": "Each record is an object with an externalId.",
+                        },
+                    }
+                )
+                continue
+            existing = state.by_external_id(rtype, external)
+            if existing is not None:
+                results.append({"externalId": external, "id": existing["id"], "status": "exists"})
+                continue
+            if limit and usage + RESTLET_SAVE_UNITS > limit:
+                return results, True
+            try:
+                record = APPLY[rtype](state, item, None, replace=frozenset())
+            except NsError as exc:
+                results.append(
+                    {"externalId": external, "status": "error", "error": script_error(exc)}
+                )
+                continue
+            numbered(rtype, record)
+            save(rtype, record, now)
+            usage += RESTLET_SAVE_UNITS
+            results.append({"externalId": external, "id": record["id"], "status": "created"})
+        return results, False
+
+    # -- control: payments and accounting periods -----------------------------------------
+    async def control_input(request: Request) -> tuple[dict[str, Any], bool]:
+        raw = await request.body()
+        is_form = request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        )
+        data: Any = _parse_form(raw) if is_form else json.loads(raw or b"{}", parse_float=Decimal)
+        if not isinstance(data, dict):
+            raise ValueError("send a JSON object")
+        return data, is_form
+
+    async def pay_invoice(request: Request) -> Response:
+        rid = str(request.path_params["rid"])
+        try:
+            data, is_form = await control_input(request)
+            amount = to_decimal(data.get("amount"))
+            if amount is None or amount <= 0 or amount != amount.quantize(CENT):
+                raise ValueError("amount must be a positive amount with at most two decimals")
+            raw_day = data.get("date")
+            day = parse_day(raw_day) if raw_day else utcnow().date()
+            if day is None:
+                raise ValueError("date must be YYYY-MM-DD")
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": f"bad payment: {exc}"}, status_code=400)
+        with state.lock:
+            invoice = find("invoice", rid)
+            if invoice is None:
+                return JSONResponse({"error": "no such invoice"}, status_code=404)
+            remaining = to_decimal(invoice.get("amountRemaining")) or Decimal(0)
+            if amount > remaining:
+                return JSONResponse(
+                    {"error": f"the payment exceeds what remains ({money_text(remaining)})"},
+                    status_code=400,
+                )
+            try:
+                period = state.check_period(day)
+            except NsError as exc:
+                return JSONResponse(exc.body(), status_code=exc.status)
+            now = iso(utcnow())
+            payment = {
+                "customer": invoice.get("entity"),
+                "subsidiary": invoice.get("subsidiary"),
+                "currency": invoice.get("currency"),
+                "tranDate": day.isoformat(),
+                "postingPeriod": period,
+                "payment": money_text(amount),
+                "total": money_text(amount),
+                "status": "B",
+                "apply": [{"id": "1", "doc": invoice["id"], "amount": money_text(amount)}],
+            }
+            numbered("customerpayment", payment)
+            save("customerpayment", payment, now)
+            updated = dict(invoice)
+            paid = (to_decimal(invoice.get("amountPaid")) or Decimal(0)) + amount
+            updated["amountPaid"] = money_text(paid)
+            updated["amountRemaining"] = money_text(remaining - amount)
+            updated["status"] = "B" if remaining - amount == 0 else "A"
+            save("invoice", updated, now, invoice)
+        if is_form:
+            return RedirectResponse(f"{EXTRA_PREFIX}/", status_code=303)
+        return JSONResponse(
+            {
+                "invoice": {
+                    "id": updated["id"],
+                    "tranId": updated.get("tranId"),
+                    "status": STATUS_NAMES["invoice"].get(updated["status"]),
+                    "amountPaid": updated["amountPaid"],
+                    "amountRemaining": updated["amountRemaining"],
+                },
+                "payment": {"id": payment["id"], "tranId": payment["tranId"]},
+            },
+            status_code=201,
+        )
+
+    async def accounting_period(request: Request) -> Response:
+        rid = str(request.path_params["rid"])
+        try:
+            data, is_form = await control_input(request)
+            closed = data.get("closed")
+            if isinstance(closed, str):
+                closed = {"true": True, "false": False}.get(closed.lower(), closed)
+            if not isinstance(closed, bool):
+                raise ValueError("closed must be true or false")
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": f"bad period: {exc}"}, status_code=400)
+        with state.lock:
+            period = state.table("accountingperiod").get(rid)
+            if period is None:
+                return JSONResponse({"error": "no such accounting period"}, status_code=404)
+            for key in ("closed", "allLocked", "arLocked", "apLocked"):
+                period[key] = closed
+            period["lastModifiedDate"] = iso(utcnow())
+            answer = dict(period)
+        if is_form:
+            return RedirectResponse(f"{EXTRA_PREFIX}/", status_code=303)
+        return JSONResponse(answer)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
         message = "The requested URL does not exist." if status == 404 else str(exc)
@@ -1996,6 +3775,9 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
         Route(f"{EXTRA_PREFIX}/lose-responses", lose_responses, methods=["POST", "DELETE"]),
         Route(f"{EXTRA_PREFIX}/certificates", certificates, methods=["POST"]),
         Route(f"{EXTRA_PREFIX}/governance", governance_stats, methods=["GET"]),
+        Route(RESTLET_PATH, api(restlet, restlet=True), methods=["POST"]),
+        Route(f"{EXTRA_PREFIX}/invoice/{{rid}}/pay", pay_invoice, methods=["POST"]),
+        Route(f"{EXTRA_PREFIX}/accounting-period/{{rid}}", accounting_period, methods=["POST"]),
     ]
     app = build_app(state, routes, _fault_body)
     app.add_exception_handler(HTTPException, http_error)
@@ -2037,4 +3819,65 @@ def _render_extras(state: NetSuiteState) -> str:
             "<button>Add</button></form></td></tr>"
         )
     parts.append("</table>")
+    parts.extend(_render_periods(state))
+    parts.extend(_render_invoices(state))
     return "".join(parts)
+
+
+def _render_periods(state: NetSuiteState) -> list[str]:
+    esc = html.escape
+    with state.lock:
+        periods = [dict(p) for p in state.table("accountingperiod").values()]
+    parts = [
+        "<h2>Accounting periods</h2><table><tr><th>Period</th><th>Dates</th><th>State</th>"
+        "<th></th></tr>"
+    ]
+    for period in sorted(periods, key=lambda p: str(p.get("startDate"))):
+        pid = esc(str(period.get("id")))
+        closed = bool(period.get("closed"))
+        parts.append(
+            f"<tr><td>{esc(str(period.get('periodName')))}</td>"
+            f"<td>{esc(str(period.get('startDate')))} to {esc(str(period.get('endDate')))}</td>"
+            f"<td>{'closed' if closed else 'open'}</td><td><form method=post "
+            f"action='{EXTRA_PREFIX}/accounting-period/{pid}'>"
+            f"<input type=hidden name=closed value='{'false' if closed else 'true'}'>"
+            f"<button>{'Reopen' if closed else 'Close'}</button></form></td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
+def _render_invoices(state: NetSuiteState) -> list[str]:
+    esc = html.escape
+    with state.lock:
+        invoices = [dict(i) for i in state.table("invoice").values()]
+    parts = [
+        "<h2>Invoices</h2><table><tr><th>Number</th><th>Customer</th><th>Due</th>"
+        "<th>Total</th><th>Remaining</th><th>Status</th><th>Record a payment</th></tr>"
+    ]
+    for invoice in invoices[-50:]:
+        iid = esc(str(invoice.get("id")))
+        remaining = esc(str(invoice.get("amountRemaining")))
+        status = STATUS_NAMES["invoice"].get(str(invoice.get("status")), "")
+        form = (
+            f"<form method=post action='{EXTRA_PREFIX}/invoice/{iid}/pay'>"
+            f"<label>Amount <input name=amount value='{remaining}' size=10></label> "
+            "<button>Pay</button></form>"
+            if invoice.get("status") == "A"
+            else ""
+        )
+        parts.append(
+            f"<tr><td>{esc(str(invoice.get('tranId')))}</td>"
+            f"<td>{esc(str(invoice.get('entity')))}</td>"
+            f"<td>{esc(str(invoice.get('dueDate')))}</td>"
+            f"<td>{esc(str(invoice.get('total')))}</td><td>{remaining}</td>"
+            f"<td>{esc(status)}</td><td>{form}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
+def create_legacy_app(trusted_keys: dict[str, str] | None = None) -> Starlette:
+    """A second NetSuite account beside the first (the legacy ERP of a phased migration):
+    another app with its own state, records and tokens."""
+    return create_app(NetSuiteState(trusted_keys, account_id=LEGACY_ACCOUNT_ID))

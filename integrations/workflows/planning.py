@@ -60,3 +60,48 @@ def plan_project(
         },
         source="project plan",
     )
+
+
+def _month_start(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def _months(start: dt.date, end: dt.date) -> list[dt.date]:
+    months, current = [], _month_start(start)
+    while current <= end:
+        months.append(current)
+        current = (current + dt.timedelta(days=32)).replace(day=1)
+    return months
+
+
+def revenue_schedule(
+    opportunity: schemas.Opportunity, template: ProjectTemplate, project: schemas.Project
+) -> schemas.RevenueSchedule:
+    """When the contract's revenue is recognised, from its billing model.
+
+    Fixed fee: each milestone's amount in the month it is due. Time and materials and
+    retainers: evenly over the months of the engagement. Amounts add up to the deal value
+    to the cent (split_amount).
+    """
+    total = opportunity.amount
+    if template.billing_model == "fixed_fee":
+        by_month: dict[dt.date, Decimal] = {}
+        for milestone in project.milestones:
+            month = _month_start(milestone.due_date)
+            by_month[month] = by_month.get(month, Decimal(0)) + milestone.amount
+        lines = sorted(by_month.items())
+    else:
+        months = _months(project.start_date, project.end_date or project.start_date)
+        shares = split_amount(total, [Decimal(100) / len(months)] * len(months))
+        lines = list(zip(months, shares, strict=True))
+    return schemas.validate(
+        schemas.RevenueSchedule,
+        {
+            "contract_key": f"TL-CON-{opportunity.source_id}",
+            "billing_model": template.billing_model,
+            "currency": opportunity.currency,
+            "total": total,
+            "lines": [{"period_start": month, "amount": amount} for month, amount in lines],
+        },
+        source="revenue schedule",
+    )

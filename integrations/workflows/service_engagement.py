@@ -6,7 +6,9 @@ Steps (each idempotent, so a retry or replay never creates a second customer or 
 2. check_legal_entity   ERP: the deal's legal entity exists there with a tax configuration.
 3. ensure_erp_customer  ERP: upsert the customer by external id; bind it.
 4. provision_project    PSA: project from the template with budget and milestones; bind it.
-5. write_back_crm       CRM: write the ERP customer id and PSA project id to the opportunity.
+5. push_contract_to_erp ERP (project route): the project (job) and its billing plan.
+6. post_revenue_schedule ERP (revenue route): the revenue schedule from the billing model.
+7. write_back_crm       CRM: write the ERP customer id and PSA project id to the opportunity.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from integrations.models import LegalEntity, ProjectTemplate
 from . import erp_customers
 from .base import Step, StepContext, Workflow
 from .failures import StepError
-from .planning import plan_project
+from .planning import plan_project, revenue_schedule
 
 WORKFLOW = "create_service_engagement"
 
@@ -211,6 +213,84 @@ class ProvisionProject(Step):
         }
 
 
+def _plan(ctx: StepContext) -> tuple[schemas.Opportunity, ProjectTemplate, schemas.Project]:
+    opp = opportunity(ctx)
+    template = ProjectTemplate.objects.get(code=ctx.output("provision_project")["template"])
+    return opp, template, plan_project(opp, template)
+
+
+class PushContractToErp(Step):
+    """The contract structure in the ERP that does the project's accounting: the project
+    (job), tied to the customer, and its billing plan (one line per milestone)."""
+
+    name = "push_contract_to_erp"
+    system = SystemKind.ERP
+    erp_document = ErpDocument.PROJECT
+    entity_type = "project"
+    rejection_code = "project_rejected_by_erp"
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        opp, _template, project = _plan(ctx)
+        erp = self.connection(ctx)
+        client = ctx.client(erp)
+        subsidiary_id = erp_customers.subsidiary_of(erp, opp.legal_entity_code)
+        currencies = erp_customers.currency_ids(ctx, erp)
+        customer_id, _ = erp_customers.ensure_customer(
+            ctx, erp, opp, subsidiary_id=subsidiary_id, currencies=currencies
+        )
+        erp_project = project.model_copy(update={"key": f"TL-PRJ-{opp.source_id}"})
+        job_id = client.upsert_job(
+            erp_project.key,
+            netsuite_mapping.job_from_project(
+                erp_project,
+                customer_id=customer_id,
+                subsidiary_id=subsidiary_id,
+                currency_id=erp_customers.currency_id(currencies, opp.currency, erp, project.key),
+            ),
+        )
+        bindings.bind(erp, "project", project.key, job_id, run=ctx.run)
+        milestone_ids = client.upsert_billing_plan(
+            job_id, netsuite_mapping.billing_milestone_lines(erp_project)
+        )
+        audit.record(
+            "erp.project.upserted",
+            f"Project {erp_project.key} and its billing plan ({len(milestone_ids)} milestones) "
+            f"upserted in {erp.name}",
+            correlation_id=ctx.run.correlation_id,
+            connection=erp.name,
+            external_id=job_id,
+            idempotency_key=erp_project.key,
+        )
+        return {"erp_job_id": job_id, "erp_connection": erp.pk, "billing_plan": milestone_ids}
+
+
+class PostRevenueSchedule(Step):
+    """The revenue schedule, from the contract's billing model, in the ERP that keeps it."""
+
+    name = "post_revenue_schedule"
+    system = SystemKind.ERP
+    erp_document = ErpDocument.REVENUE_SCHEDULE
+    entity_type = "revenue_schedule"
+    rejection_code = "project_rejected_by_erp"
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        opp, template, project = _plan(ctx)
+        schedule = revenue_schedule(opp, template, project)
+        erp = self.connection(ctx)
+        ids = ctx.client(erp).upsert_revenue_schedule(
+            schedule.contract_key, netsuite_mapping.revenue_schedule_lines(schedule)
+        )
+        audit.record(
+            "erp.revenue_schedule.upserted",
+            f"Revenue schedule {schedule.contract_key} ({len(ids)} lines, "
+            f"{schedule.billing_model}) upserted in {erp.name}",
+            correlation_id=ctx.run.correlation_id,
+            connection=erp.name,
+            idempotency_key=schedule.contract_key,
+        )
+        return {"contract_key": schedule.contract_key, "lines": len(ids)}
+
+
 class WriteBackCrm(Step):
     name = "write_back_crm"
     system = SystemKind.CRM
@@ -247,5 +327,7 @@ class CreateServiceEngagement(Workflow):
         CheckLegalEntity(),
         EnsureErpCustomer(),
         ProvisionProject(),
+        PushContractToErp(),
+        PostRevenueSchedule(),
         WriteBackCrm(),
     ]

@@ -25,12 +25,13 @@ def test_the_route_in_force_on_a_date_wins_and_the_primary_erp_is_the_fallback(d
 
 def test_moving_a_legal_entitys_customers_moves_the_handoff_without_touching_crm_or_psa(demo):
     legacy = Connection.objects.get(name="NetSuite legacy (demo)")
-    ErpRoute.objects.create(
-        legal_entity=LegalEntity.objects.get(code="UK01"),
-        document=ErpDocument.CUSTOMER,
-        connection=legacy,
-        effective_from=dt.date(2020, 1, 1),
-    )
+    for document in (ErpDocument.CUSTOMER, ErpDocument.PROJECT, ErpDocument.REVENUE_SCHEDULE):
+        ErpRoute.objects.create(
+            legal_entity=LegalEntity.objects.get(code="UK01"),
+            document=document,
+            connection=legacy,
+            effective_from=dt.date(2020, 1, 1),
+        )
     poll_closed_won(Connection.objects.get(vendor="salesforce"))
     northwind = SyncRun.objects.get(title__startswith="Northwind")
     assert northwind.status == RunStatus.SUCCEEDED
@@ -39,6 +40,7 @@ def test_moving_a_legal_entitys_customers_moves_the_handoff_without_touching_crm
     assert [c["companyName"] for c in legacy_customers] == ["Northwind Consulting Ltd"]
     assert "Northwind Consulting Ltd" not in [c["companyName"] for c in cloud_customers]
     assert demo["netsuite_legacy"].state.account_id == NETSUITE_LEGACY_ACCOUNT
+    assert len(demo["netsuite_legacy"].state.table("job")) == 1  # project accounting too
 
 
 @pytest.mark.django_db

@@ -86,7 +86,7 @@ def test_only_approved_time_comes_through_and_maps_exactly(
     assert entry.source_id == approved["first_id"] and entry.psa_project_id == ws["id"]
     assert entry.person_id == "2" and entry.task_id == story["id"]
     assert entry.hours == Decimal("0.83")  # 50 minutes, to the canonical hundredth
-    assert entry.cost_rate == Decimal("72.50") and entry.currency == "USD"  # Jordan's rate
+    assert entry.cost_rate == Decimal("72.50") and entry.currency == "USD"  # user 2's rate
     assert entry.work_date == dt.date(2026, 2, 27) and entry.notes == "Design workshop"
 
     # a project that needs no approval: Kantata's filter counts its time as approved
@@ -243,7 +243,7 @@ def test_expense_validation(client: KantataClient) -> None:
 
 # -- reference data from the ERP ----------------------------------------------------------
 def test_users_are_found_by_email(client: KantataClient) -> None:
-    user = client.find_user_by_email("  Jordan.Lee@Throughline.demo ")
+    user = client.find_user_by_email("  Oliver.Hughes@Throughline-Demo.example ")
     assert user is not None and user["id"] == "2"
     assert client.find_user_by_email("nobody@throughline.demo") is None
     with pytest.raises(ValueError):

@@ -509,7 +509,7 @@ def test_suiteql_selects_filters_orders_and_pages(
     "query",
     [
         "SELECT id FROM customer c JOIN subsidiary s ON c.subsidiary = s.id",
-        "SELECT id FROM transaction",
+        "SELECT id FROM salesorder",
         "SELECT nosuchcolumn FROM customer",
         "SELECT id FROM customer WHERE id = 1 OR id = 2",
         "DELETE FROM customer",

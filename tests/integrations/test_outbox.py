@@ -71,7 +71,7 @@ def test_fan_out_deliveries_are_independent(monkeypatch):
     outbox.subscribe("milestone.completed", "tests.outbox.record")
     with transaction.atomic():
         outbox.publish("milestone.completed", {"milestone": 7}, key="deal:9")
-    assert received == [("record", {"milestone": 7})]
+    assert received == [("record", {"topic": "milestone.completed", "milestone": 7})]
     broken, fine = OutboxMessage.objects.order_by("task")
     assert fine.sent_at is not None
     assert broken.task == "tests.outbox.explode"

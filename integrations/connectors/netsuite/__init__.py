@@ -4,7 +4,12 @@
 settings `account_id` (required; e.g. "TSTDRV1234567" or "1234567_SB1"), optional
 `algorithm` (PS256) and `scope`; secrets `client_id`, `certificate_id` and `private_key` (PEM).
 When `base_url` is empty it is derived from the account id
-(https://<account>.suitetalk.api.netsuite.com). Tokens are cached per connection and account.
+(https://<account>.suitetalk.api.netsuite.com), and RESTlets are called on the account's
+RESTlet domain (https://<account>.restlets.api.netsuite.com); with an explicit `base_url` (a
+stand-in) RESTlets are called on that host. Optional settings `restlet_base_url`,
+`bulk_script`, `bulk_deploy` and `batch_size` override the bulk RESTlet's address and batch.
+Tokens are cached per connection and account. Several NetSuite accounts (a legacy ERP beside
+the new one) are several connections, each with its own account id, token and base URL.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import httpx
 from ..errors import AuthError
 from ..http import TelemetrySink
 from .auth import DEFAULT_SCOPE, TOKEN_PATH, NetSuiteM2MAuth
-from .client import IdempotencyConflictError, NetSuiteClient
+from .client import RESTLET_PATH, IdempotencyConflictError, NetSuiteClient
 
 __all__ = [
     "IdempotencyConflictError",
     "NetSuiteClient",
     "NetSuiteM2MAuth",
     "account_base_url",
+    "account_restlet_url",
     "build_client",
 ]
 
@@ -31,6 +37,12 @@ def account_base_url(account_id: str) -> str:
     """The account-specific REST domain: lower case, '_' becomes '-'."""
     host = account_id.strip().lower().replace("_", "-")
     return f"https://{host}.suitetalk.api.netsuite.com"
+
+
+def account_restlet_url(account_id: str) -> str:
+    """The account-specific RESTlet domain (restlets.api.netsuite.com)."""
+    host = account_id.strip().lower().replace("_", "-")
+    return f"https://{host}.restlets.api.netsuite.com"
 
 
 def build_client(
@@ -62,8 +74,17 @@ def build_client(
         algorithm=str(settings.get("algorithm") or "PS256"),
         scope=str(settings.get("scope") or DEFAULT_SCOPE),
     )
+    restlet_base = str(settings.get("restlet_base_url") or "").rstrip("/")
+    if not restlet_base and not base_url:
+        restlet_base = account_restlet_url(account_id)
+    for key in ("bulk_script", "bulk_deploy"):
+        if settings.get(key):
+            options.setdefault(key, str(settings[key]))
+    if settings.get("batch_size"):
+        options.setdefault("batch_size", int(settings["batch_size"]))
     return NetSuiteClient(
         base,
+        restlet_url=f"{restlet_base}{RESTLET_PATH}" if restlet_base else None,
         auth=auth,
         connection_id=connection_id,
         on_call=on_call,

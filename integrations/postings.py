@@ -1,0 +1,283 @@
+"""Resource-to-finance: approved PSA time entries posted to the ERP in batches.
+
+`collect_time_entries` reads approved entries changed since the watermark (pages of 200),
+checks each against the posting policy, and saves valid ones as PostingBatch rows of up to
+500 per target ERP (routing: postings of the project's legal entity) before enqueueing one
+`post_batch` task per batch through the outbox. Policy failures become exceptions grouped
+per project and cause. `post_batch` posts through the ERP's bulk endpoint (NetSuite: the
+RESTlet); per-entry refusals (a closed period) become exceptions, and the status goes back
+to the PSA in a separate, lower-priority task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from . import outbox
+from .canonical import schemas
+from .canonical.errors import MappingError
+from .choices import ErpDocument
+from .connectors.kantata import mapping as kantata_mapping
+from .connectors.netsuite import mapping as netsuite_mapping
+from .connectors.registry import build_client
+from .models import Connection, ExternalBinding, PostingBatch, SyncRun, Watermark
+from .queues import queue_for
+from .routing import erp_for
+from .signals import posting_rejected
+from .telemetry import CallBuffer
+from .workflows.failures import StepFailure
+
+logger = logging.getLogger(__name__)
+
+TIME_STREAM = "kantata.time_entries"
+BATCH_SIZE = 500
+
+
+@dataclass
+class Project:
+    """What posting needs to know of a PSA project: its deal, legal entity and ERP ids."""
+
+    deal_key: str
+    legal_entity: str
+    erp: Connection
+    job_id: str | None
+    subsidiary_id: str | None
+
+
+@dataclass
+class CollectResult:
+    read: int = 0
+    batched: int = 0
+    rejected: int = 0
+    batches: list[int] = field(default_factory=list)
+
+
+def collect_time_entries(psa: Connection) -> CollectResult:
+    mark, _ = Watermark.objects.get_or_create(connection=psa, stream=TIME_STREAM)
+    since = parse_datetime(mark.value) if mark.value else None
+    buffer = CallBuffer()
+    client = build_client(psa, on_call=buffer)
+    try:
+        raw = list(client.approved_time_entries(since))
+    finally:
+        client.close()
+        buffer.flush()
+    result = CollectResult(read=len(raw))
+    projects = _projects(psa, {str(e.get("workspace_id")) for e in raw})
+    people = _people(psa, {str(e.get("user_id")) for e in raw})
+    groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    rejected: dict[tuple[str, str], list[str]] = defaultdict(list)
+    newest = since
+    for entry in raw:
+        changed = parse_datetime(str(entry.get("updated_at") or ""))
+        if changed is not None and (newest is None or changed > newest):
+            newest = changed
+        workspace = str(entry.get("workspace_id"))
+        project = projects.get(workspace)
+        if project is None:
+            rejected[("time_entry_on_unknown_project", workspace)].append(str(entry.get("id")))
+            continue
+        try:
+            canonical = kantata_mapping.time_entry_from_kantata(entry, project_key=project.deal_key)
+        except MappingError:
+            rejected[("time_entry_invalid", workspace)].append(str(entry.get("id")))
+            continue
+        employee = people.get((project.erp.pk, canonical.person_id))
+        if employee is None:
+            rejected[("person_not_in_erp", workspace)].append(canonical.source_id)
+            continue
+        if not project.job_id or not project.subsidiary_id:
+            rejected[("project_not_in_erp", workspace)].append(canonical.source_id)
+            continue
+        groups[project.erp.pk].append(
+            {
+                "entry": canonical.model_dump(mode="json"),
+                "employee_id": employee,
+                "job_id": project.job_id,
+                "subsidiary_id": project.subsidiary_id,
+            }
+        )
+    with transaction.atomic():
+        for erp_id, items in groups.items():
+            for start in range(0, len(items), BATCH_SIZE):
+                chunk = items[start : start + BATCH_SIZE]
+                ids = [c["entry"]["source_id"] for c in chunk]
+                batch, created = PostingBatch.objects.get_or_create(
+                    key=f"time:{psa.pk}:{erp_id}:{ids[0]}:{ids[-1]}:{len(ids)}",
+                    defaults={
+                        "psa": psa,
+                        "erp_id": erp_id,
+                        "record_type": "timeBill",
+                        "entries": chunk,
+                    },
+                )
+                if created:
+                    outbox.enqueue(
+                        "integrations.post_batch",
+                        batch.pk,
+                        queue=queue_for(erp_id),
+                        key=batch.key,
+                    )
+                    result.batches.append(batch.pk)
+                    result.batched += len(chunk)
+        for (code, workspace), entry_ids in rejected.items():
+            result.rejected += len(entry_ids)
+            _reject(psa, code, workspace, entry_ids)
+        if newest is not None:
+            mark.value = newest.isoformat()
+            mark.save(update_fields=["value", "updated_at"])
+    return result
+
+
+def post_batch(batch_id: int) -> PostingBatch:
+    batch = PostingBatch.objects.select_related("erp", "psa").get(pk=batch_id)
+    if batch.status in (PostingBatch.Status.POSTED, PostingBatch.Status.PARTIAL):
+        return batch
+    bodies = [
+        netsuite_mapping.time_bill_from_entry(
+            schemas.TimeEntry.model_validate(item["entry"]),
+            employee_id=item["employee_id"],
+            job_id=item["job_id"],
+            subsidiary_id=item["subsidiary_id"],
+        )
+        for item in batch.entries
+    ]
+    buffer = CallBuffer()
+    client = build_client(batch.erp, on_call=buffer)
+    try:
+        results = client.post_batch(batch.record_type, bodies)
+    except Exception as exc:
+        batch.status = PostingBatch.Status.FAILED
+        batch.error = str(exc)[:500]
+        batch.save(update_fields=["status", "error"])
+        raise
+    finally:
+        client.close()
+        buffer.flush()
+    errors: dict[str, list[str]] = defaultdict(list)
+    for item, outcome in zip(batch.entries, results, strict=True):
+        state = outcome.get("status")
+        if state == "created":
+            batch.created_count += 1
+            item["erp_id"] = str(outcome.get("id"))
+        elif state == "exists":
+            batch.existing_count += 1
+            item["erp_id"] = str(outcome.get("id"))
+        else:
+            batch.error_count += 1
+            code = str((outcome.get("error") or {}).get("code") or "posting_refused")
+            errors[code].append(item["entry"]["source_id"])
+    batch.status = PostingBatch.Status.PARTIAL if errors else PostingBatch.Status.POSTED
+    batch.posted_at = timezone.now()
+    with transaction.atomic():
+        batch.save()
+        for code, entry_ids in errors.items():
+            failure = StepFailure(
+                kind="business",
+                code="posting_refused_by_erp",
+                message=f"{batch.erp.name} refused {len(entry_ids)} time entries ({code}).",
+                entity_type="posting_batch",
+                entity_ref=batch.key[:120],
+                connection_id=batch.erp_id,
+                details={"vendor_code": code, "entries": entry_ids[:500]},
+            )
+            posting_rejected.send(sender=PostingBatch, failure=failure, key=(batch.key, code))
+        outbox.enqueue("integrations.report_postings", batch.pk, key=batch.key)
+    return batch
+
+
+def report_postings(batch_id: int) -> int:
+    """Write each posted entry's ERP id back to the PSA (status synced)."""
+    batch = PostingBatch.objects.select_related("psa").get(pk=batch_id)
+    if batch.reported:
+        return 0
+    buffer = CallBuffer()
+    client = build_client(batch.psa, on_call=buffer)
+    written = 0
+    try:
+        for item in batch.entries:
+            if item.get("erp_id"):
+                client.set_reference(
+                    "TimeEntry",
+                    item["entry"]["source_id"],
+                    ref=item["erp_id"],
+                    model="TimeBill",
+                    status="synced",
+                )
+                written += 1
+    finally:
+        client.close()
+        buffer.flush()
+    PostingBatch.objects.filter(pk=batch.pk).update(reported=True)
+    return written
+
+
+def _projects(psa: Connection, workspace_ids: set[str]) -> dict[str, Project]:
+    keys = dict(
+        ExternalBinding.objects.filter(
+            connection=psa, entity_type="project", external_id__in=workspace_ids
+        ).values_list("external_id", "canonical_key")
+    )
+    handoffs = {
+        run.correlation_id: run
+        for run in SyncRun.objects.filter(
+            workflow="create_service_engagement", correlation_id__in=set(keys.values())
+        )
+    }
+    projects: dict[str, Project] = {}
+    for workspace, deal_key in keys.items():
+        run = handoffs.get(deal_key)
+        if run is None or "fetch_deal" not in run.context:
+            continue
+        opp = schemas.Opportunity.model_validate(run.context["fetch_deal"]["opportunity"])
+        erp = erp_for(opp.legal_entity_code, ErpDocument.POSTING)
+        job = (
+            ExternalBinding.objects.filter(
+                connection=erp, entity_type="project", canonical_key=deal_key
+            )
+            .values_list("external_id", flat=True)
+            .first()
+        )
+        subsidiary = (
+            ExternalBinding.objects.filter(
+                connection=erp, entity_type="legal_entity", canonical_key=opp.legal_entity_code
+            )
+            .values_list("external_id", flat=True)
+            .first()
+        )
+        projects[workspace] = Project(deal_key, opp.legal_entity_code, erp, job, subsidiary)
+    return projects
+
+
+def _people(psa: Connection, user_ids: set[str]) -> dict[tuple[int, str], str]:
+    """(ERP connection id, PSA user id) -> ERP employee id, through the person bindings."""
+    keys = dict(
+        ExternalBinding.objects.filter(
+            connection=psa, entity_type="person", external_id__in=user_ids
+        ).values_list("canonical_key", "external_id")
+    )
+    people: dict[tuple[int, str], str] = {}
+    for binding in ExternalBinding.objects.filter(entity_type="person", canonical_key__in=keys):
+        if binding.connection_id != psa.pk:
+            people[(binding.connection_id, keys[binding.canonical_key])] = binding.external_id
+    return people
+
+
+def _reject(psa: Connection, code: str, workspace: str, entry_ids: list[str]) -> None:
+    failure = StepFailure(
+        kind="business",
+        code=code,
+        message=f"{len(entry_ids)} approved time entries of project {workspace} cannot be posted.",
+        entity_type="project",
+        entity_ref=workspace,
+        connection_id=psa.pk,
+        details={"entries": entry_ids[:500], "count": len(entry_ids)},
+    )
+    posting_rejected.send(sender=PostingBatch, failure=failure, key=(psa.name, code, workspace))

@@ -1,0 +1,80 @@
+"""Resource-to-finance over the stand-ins: reference data links people across PSA and ERP,
+approved time is posted to the ERP in batches exactly once, refusals land with the owning
+team, and each entry's ERP id goes back to the PSA."""
+
+from __future__ import annotations
+
+import httpx
+
+from exceptions.choices import ExceptionCode
+from exceptions.models import IntegrationException
+from integrations.models import Connection, ExchangeRate, ExternalBinding, PostingBatch, SyncRun
+from integrations.polling import poll_closed_won
+from integrations.postings import collect_time_entries
+from integrations.reference_data import sync_exchange_rates, sync_people
+
+
+def psa() -> Connection:
+    return Connection.objects.get(vendor="kantata")
+
+
+def erp() -> Connection:
+    return Connection.objects.get(name="NetSuite (demo)")
+
+
+def northwind_workspace(demo) -> str:
+    poll_closed_won(Connection.objects.get(vendor="salesforce"))
+    run = SyncRun.objects.get(title__startswith="Northwind")
+    return run.context["provision_project"]["psa_project_id"]
+
+
+def burst(demo, workspace: str, count: int, **extra) -> None:
+    answer = httpx.post(
+        f"{demo['kantata'].url}/__standin__/kantata/time-burst",
+        json={"workspace_id": workspace, "count": count, "approved": True, **extra},
+    )
+    assert answer.is_success, answer.text
+
+
+def test_reference_data_links_people_and_brings_rates(demo):
+    result = sync_people(erp(), psa())
+    assert result.matched == 2  # users 2 and 3 are ERP employees, matched by e-mail
+    assert ExternalBinding.objects.filter(entity_type="person").count() == 4
+    assert sync_exchange_rates(erp()) >= 2
+    assert ExchangeRate.objects.filter(base="USD").exists() or ExchangeRate.objects.exists()
+    again = sync_people(erp(), psa())
+    assert again.matched == 2
+    assert ExternalBinding.objects.filter(entity_type="person").count() == 4
+
+
+def test_approved_time_is_posted_once_in_batches_and_reported_back(demo):
+    workspace = northwind_workspace(demo)
+    sync_people(erp(), psa())
+    burst(demo, workspace, 1200, user_ids=[2])
+    result = collect_time_entries(psa())
+    assert (result.read, result.batched, result.rejected) == (1200, 1200, 0)
+    assert PostingBatch.objects.count() == 3  # 500 + 500 + 200
+    assert set(PostingBatch.objects.values_list("status", flat=True)) == {"posted"}
+    bills = demo["netsuite"].state.table("timebill")
+    assert len(bills) == 1200
+    assert all(
+        b["employee"] in ("104", {"id": "104"}) or "104" in str(b["employee"])
+        for b in bills.values()
+    )
+    assert PostingBatch.objects.filter(reported=True).count() == 3
+    # nothing new: a second collection reads nothing and posts nothing
+    again = collect_time_entries(psa())
+    assert again.batched == 0
+    assert len(demo["netsuite"].state.table("timebill")) == 1200
+
+
+def test_time_that_cannot_be_posted_lands_with_the_owning_team(demo):
+    workspace = northwind_workspace(demo)
+    # no reference-data sync: the people are unknown to the ERP
+    burst(demo, workspace, 10, user_ids=[2])
+    result = collect_time_entries(psa())
+    assert result.rejected == 10
+    exc = IntegrationException.objects.get(code=ExceptionCode.TIME_ENTRY_NOT_POSTABLE)
+    assert exc.queue.team.kind == "finance"
+    assert len(exc.vendor_error["details"]["entries"]) == 10
+    assert PostingBatch.objects.count() == 0
