@@ -130,3 +130,12 @@ def sync_reference_data() -> dict:
         for psa in psas:
             matched += sync_people(erp, psa).matched
     return {"people": matched, "rates": rates}
+
+
+@shared_task(name="integrations.bench_noop", ignore_result=True)
+def bench_noop(counter: str) -> None:
+    """An empty task for `manage.py bench workflows`' bare ceiling: one Redis INCR marks it
+    done (no database, no HTTP)."""
+    from .benchmarks.workers import redis_client
+
+    redis_client().incr(counter)
