@@ -35,7 +35,7 @@ run: install
 	@echo
 	@echo "  Throughline console: http://127.0.0.1:$(PORT)/  (Ctrl-C stops everything)"
 	@echo
-	CONSOLE_PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
+	DEMO_TRAFFIC=$${DEMO_TRAFFIC:-1} CONSOLE_PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
 
 check: install
 	$(PY) manage.py check

@@ -228,6 +228,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sync-payment-status": {"task": "integrations.sync_all_payments", "schedule": 60.0},
     "collect-time-entries": {"task": "integrations.collect_all_time_entries", "schedule": 60.0},
+    "demo-traffic": {
+        "task": "console.demo_traffic",
+        "schedule": env.float("DEMO_TRAFFIC_INTERVAL_SECONDS", default=20.0),
+    },
     "reference-data": {
         "task": "integrations.sync_reference_data",
         "schedule": env.float("REFERENCE_DATA_INTERVAL_SECONDS", default=3600.0),
@@ -257,6 +261,8 @@ EXPECTATIONS = {
     "project_provisioned": env.int("EXPECT_PROJECT_WITHIN_SECONDS", default=3600),
     "invoice_created": env.int("EXPECT_INVOICE_WITHIN_SECONDS", default=86400),
 }
+#: The demo's traffic generator (console.demo_traffic): `make run` turns it on.
+DEMO_TRAFFIC = env.bool("DEMO_TRAFFIC", default=False)
 #: A run left "running" longer than this is taken over by the next worker (a lost worker).
 RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=600)
 

@@ -36,14 +36,34 @@ class PollResult:
     watermark: str
 
 
+#: queries made in one poll (each returns up to PAGE_SIZE deals, read page by page)
+MAX_PAGES = 20
+PAGE_SIZE = 2000  # SOQL answers in pages of 200 through nextRecordsUrl
+
+
 def poll_closed_won(connection: Connection) -> PollResult:
-    """Read won deals changed since the watermark; start one run per new deal."""
+    """Read won deals changed since the watermark, page after page until the backlog is
+    drained; start one run per new deal."""
+    total = PollResult(seen=0, started=0, watermark="")
+    for _ in range(MAX_PAGES):
+        page = _poll_page(connection)
+        total.seen += page.seen
+        total.started += page.started
+        total.watermark = page.watermark
+        if page.seen < PAGE_SIZE:
+            break
+    return total
+
+
+def _poll_page(connection: Connection) -> PollResult:
     mark, _ = Watermark.objects.get_or_create(connection=connection, stream=CLOSED_WON_STREAM)
     since = parse_datetime(mark.value) if mark.value else None
     buffer = CallBuffer()
     client = build_client(connection, on_call=buffer)
     try:
-        records = client.closed_won_opportunities(since - OVERLAP if since else None)
+        records = client.closed_won_opportunities(
+            since - OVERLAP if since else None, limit=PAGE_SIZE
+        )
     except Exception as exc:
         failure = describe_failure(
             exc, entity_type="connection", entity_ref=connection.name, connection_id=connection.pk

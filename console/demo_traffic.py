@@ -1,0 +1,141 @@
+"""The demo's traffic generator: business activity in all three domains, continuously, with a
+small share of realistic faults — deals closing (now and then with a missing project
+template), milestones completing, approved time arriving, and the odd vendor hiccup (a 503
+from the ERP, a 429 from the PSA) that retries absorb or that lands with IT.
+
+It acts only through the stand-ins' own control endpoints, like a person clicking in the
+vendors' systems; Throughline then picks the activity up through its normal paths (webhooks,
+polling, change feeds). Project wiring like `console.demo`: it names every app.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+
+import httpx
+
+from integrations.models import SyncRun
+
+from .demo import standin_urls
+
+logger = logging.getLogger(__name__)
+
+ACCOUNTS = {
+    "UK01": "0015g00000Tl001AAB",  # Northwind (GB)
+    "US01": "0015g00000Tl002AAB",  # Globex (US)
+}
+
+
+@dataclass
+class Tick:
+    actions: list[str] = field(default_factory=list)
+
+
+def tick(rng: random.Random | None = None) -> Tick:
+    """One round of activity; each action is independent and failures are logged."""
+    rng = rng or random.Random()  # noqa: S311 (demo traffic, not security)
+    urls = standin_urls()
+    done = Tick()
+    with httpx.Client(timeout=10) as client:
+        for name, action in (
+            ("deal", _close_deal),
+            ("milestone", _complete_milestone),
+            ("time", _submit_time),
+            ("fault", _inject_fault),
+        ):
+            try:
+                result = action(client, urls, rng)
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                logger.info("demo traffic: %s skipped (%s)", name, exc)
+                continue
+            if result:
+                done.actions.append(result)
+    return done
+
+
+def _close_deal(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
+    if rng.random() > 0.5:
+        return ""
+    entity = rng.choice(list(ACCOUNTS))
+    template = "LEGACY-X" if rng.random() < 0.05 else rng.choice(["FIXED-3", "TM-STD"])
+    amount = f"{rng.randrange(20, 400) * 500}.00"
+    answer = client.post(
+        f"{urls['salesforce']}/__standin__/salesforce/close-deal",
+        json={
+            "account_id": ACCOUNTS[entity],
+            "legal_entity": entity,
+            "template": template,
+            "amount": amount,
+        },
+    )
+    answer.raise_for_status()
+    return f"deal {answer.json()['id']} closed ({entity}, {template}, {amount})"
+
+
+def _provisioned_workspaces() -> list[str]:
+    runs = SyncRun.objects.filter(workflow="create_service_engagement", status="succeeded")
+    return [
+        r.context["provision_project"]["psa_project_id"]
+        for r in runs.order_by("-id")[:50]
+        if "provision_project" in r.context
+    ]
+
+
+def _complete_milestone(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
+    if rng.random() > 0.3:
+        return ""
+    workspaces = _provisioned_workspaces()
+    if not workspaces:
+        return ""
+    workspace = rng.choice(workspaces)
+    stories = client.get(f"{urls['kantata']}/__standin__/records/stories").json()["records"]
+    open_ones = [
+        s
+        for s in stories
+        if str(s.get("workspace_id")) == workspace
+        and s.get("story_type") == "milestone"
+        and s.get("state") != "completed"
+    ]
+    if not open_ones:
+        return ""
+    story = min(open_ones, key=lambda s: str(s.get("due_date") or ""))
+    client.post(
+        f"{urls['kantata']}/__standin__/kantata/complete-milestone", json={"story_id": story["id"]}
+    ).raise_for_status()
+    return f"milestone {story['id']} completed"
+
+
+def _submit_time(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
+    workspaces = _provisioned_workspaces()
+    if not workspaces or rng.random() > 0.6:
+        return ""
+    count = rng.randrange(5, 40)
+    client.post(
+        f"{urls['kantata']}/__standin__/kantata/time-burst",
+        json={
+            "workspace_id": rng.choice(workspaces),
+            "count": count,
+            "approved": True,
+            "user_ids": [2, 3],
+        },
+    ).raise_for_status()
+    return f"{count} approved time entries"
+
+
+def _inject_fault(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
+    roll = rng.random()
+    if roll < 0.05:
+        client.post(
+            f"{urls['netsuite']}/__standin__/faults",
+            json={"method": "PUT", "path": "/record/v1/", "status": 503, "times": 1},
+        ).raise_for_status()
+        return "fault: one ERP 503"
+    if roll < 0.08:
+        client.post(
+            f"{urls['kantata']}/__standin__/faults",
+            json={"method": "POST", "path": "/api/v1/", "status": 429, "times": 1},
+        ).raise_for_status()
+        return "fault: one PSA 429"
+    return ""

@@ -1,0 +1,28 @@
+"""The demo's traffic generator drives real activity through the stand-ins, and Throughline
+picks it up through its normal paths."""
+
+import random
+
+from console.demo_traffic import tick
+from integrations.models import Connection, SyncRun
+from integrations.polling import poll_closed_won
+
+
+class AlwaysAct(random.Random):
+    """A generator whose every roll says "do it" (0.0), choosing the first option."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+def test_a_tick_closes_deals_completes_milestones_and_submits_time(demo, settings):
+    settings.STANDIN_PORTS = {v: int(s.url.rsplit(":", 1)[1]) for v, s in demo.items()}
+    poll_closed_won(Connection.objects.get(vendor="salesforce"))
+    before = len(demo["salesforce"].state.table("Opportunity"))
+    done = tick(AlwaysAct())
+    kinds = " ".join(done.actions)
+    assert "deal" in kinds and "milestone" in kinds and "time entries" in kinds
+    assert "fault" in kinds
+    assert len(demo["salesforce"].state.table("Opportunity")) == before + 1
+    poll_closed_won(Connection.objects.get(vendor="salesforce"))
+    assert SyncRun.objects.count() == 5  # the new deal was picked up
