@@ -60,43 +60,70 @@ class CollectResult:
 
 
 def collect_time_entries(psa: Connection) -> CollectResult:
+    """Read approved entries page by page; each batch of 500 is saved and handed to a worker
+    as soon as it is full, so posting overlaps reading in a month-end burst."""
     mark, _ = Watermark.objects.get_or_create(connection=psa, stream=TIME_STREAM)
     since = parse_datetime(mark.value) if mark.value else None
     buffer = CallBuffer()
     client = build_client(psa, on_call=buffer)
+    collector = _Collector(psa)
+    newest = since
     try:
-        raw = list(client.approved_time_entries(since))
+        for entry in client.approved_time_entries(since):
+            changed = parse_datetime(str(entry.get("updated_at") or ""))
+            if changed is not None and (newest is None or changed > newest):
+                newest = changed
+            collector.add(entry)
     finally:
         client.close()
         buffer.flush()
-    result = CollectResult(read=len(raw))
-    projects = _projects(psa, {str(e.get("workspace_id")) for e in raw})
-    people = _people(psa, {str(e.get("user_id")) for e in raw})
-    groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    rejected: dict[tuple[str, str], list[str]] = defaultdict(list)
-    newest = since
-    for entry in raw:
-        changed = parse_datetime(str(entry.get("updated_at") or ""))
-        if changed is not None and (newest is None or changed > newest):
-            newest = changed
+    with transaction.atomic():
+        collector.flush(final=True)
+        if newest is not None:
+            mark.value = newest.isoformat()
+            mark.save(update_fields=["value", "updated_at"])
+    return collector.result
+
+
+class _Collector:
+    """Sorts entries into postable batches (per target ERP) and policy refusals."""
+
+    def __init__(self, psa: Connection) -> None:
+        self.psa = psa
+        self.result = CollectResult()
+        self.projects: dict[str, Project | None] = {}
+        self.people: dict[tuple[int, str], str] = {}
+        self.known_users: set[str] = set()
+        self.groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.rejected: dict[tuple[str, str], list[str]] = defaultdict(list)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.result.read += 1
         workspace = str(entry.get("workspace_id"))
-        project = projects.get(workspace)
+        if workspace not in self.projects:
+            self.projects[workspace] = _projects(self.psa, {workspace}).get(workspace)
+        user = str(entry.get("user_id"))
+        if user not in self.known_users:
+            self.people.update(_people(self.psa, {user}))
+            self.known_users.add(user)
+        project = self.projects[workspace]
         if project is None:
-            rejected[("time_entry_on_unknown_project", workspace)].append(str(entry.get("id")))
-            continue
+            self.rejected[("time_entry_on_unknown_project", workspace)].append(str(entry.get("id")))
+            return
         try:
             canonical = kantata_mapping.time_entry_from_kantata(entry, project_key=project.deal_key)
         except MappingError:
-            rejected[("time_entry_invalid", workspace)].append(str(entry.get("id")))
-            continue
-        employee = people.get((project.erp.pk, canonical.person_id))
+            self.rejected[("time_entry_invalid", workspace)].append(str(entry.get("id")))
+            return
+        employee = self.people.get((project.erp.pk, canonical.person_id))
         if employee is None:
-            rejected[("person_not_in_erp", workspace)].append(canonical.source_id)
-            continue
+            self.rejected[("person_not_in_erp", workspace)].append(canonical.source_id)
+            return
         if not project.job_id or not project.subsidiary_id:
-            rejected[("project_not_in_erp", workspace)].append(canonical.source_id)
-            continue
-        groups[project.erp.pk].append(
+            self.rejected[("project_not_in_erp", workspace)].append(canonical.source_id)
+            return
+        group = self.groups[project.erp.pk]
+        group.append(
             {
                 "entry": canonical.model_dump(mode="json"),
                 "employee_id": employee,
@@ -104,36 +131,38 @@ def collect_time_entries(psa: Connection) -> CollectResult:
                 "subsidiary_id": project.subsidiary_id,
             }
         )
-    with transaction.atomic():
-        for erp_id, items in groups.items():
-            for start in range(0, len(items), BATCH_SIZE):
-                chunk = items[start : start + BATCH_SIZE]
-                ids = [c["entry"]["source_id"] for c in chunk]
-                batch, created = PostingBatch.objects.get_or_create(
-                    key=f"time:{psa.pk}:{erp_id}:{ids[0]}:{ids[-1]}:{len(ids)}",
-                    defaults={
-                        "psa": psa,
-                        "erp_id": erp_id,
-                        "record_type": "timeBill",
-                        "entries": chunk,
-                    },
-                )
-                if created:
-                    outbox.enqueue(
-                        "integrations.post_batch",
-                        batch.pk,
-                        queue=queue_for(erp_id),
-                        key=batch.key,
-                    )
-                    result.batches.append(batch.pk)
-                    result.batched += len(chunk)
-        for (code, workspace), entry_ids in rejected.items():
-            result.rejected += len(entry_ids)
-            _reject(psa, code, workspace, entry_ids)
-        if newest is not None:
-            mark.value = newest.isoformat()
-            mark.save(update_fields=["value", "updated_at"])
-    return result
+        if len(group) >= BATCH_SIZE:
+            with transaction.atomic():
+                self._hand_off(project.erp.pk, group[:BATCH_SIZE])
+            del group[:BATCH_SIZE]
+
+    def flush(self, *, final: bool) -> None:
+        for erp_id, items in self.groups.items():
+            if items:
+                self._hand_off(erp_id, items)
+        self.groups.clear()
+        for (code, workspace), entry_ids in self.rejected.items():
+            self.result.rejected += len(entry_ids)
+            _reject(self.psa, code, workspace, entry_ids)
+        self.rejected.clear()
+
+    def _hand_off(self, erp_id: int, chunk: list[dict[str, Any]]) -> None:
+        ids = [c["entry"]["source_id"] for c in chunk]
+        batch, created = PostingBatch.objects.get_or_create(
+            key=f"time:{self.psa.pk}:{erp_id}:{ids[0]}:{ids[-1]}:{len(ids)}",
+            defaults={
+                "psa": self.psa,
+                "erp_id": erp_id,
+                "record_type": "timeBill",
+                "entries": list(chunk),
+            },
+        )
+        if created:
+            outbox.enqueue(
+                "integrations.post_batch", batch.pk, queue=queue_for(erp_id), key=batch.key
+            )
+            self.result.batches.append(batch.pk)
+            self.result.batched += len(chunk)
 
 
 def post_batch(batch_id: int) -> PostingBatch:
@@ -189,7 +218,9 @@ def post_batch(batch_id: int) -> PostingBatch:
                 details={"vendor_code": code, "entries": entry_ids[:500]},
             )
             posting_rejected.send(sender=PostingBatch, failure=failure, key=(batch.key, code))
-        outbox.enqueue("integrations.report_postings", batch.pk, key=batch.key)
+        outbox.enqueue(
+            "integrations.report_postings", batch.pk, queue=queue_for(batch.psa_id), key=batch.key
+        )
     return batch
 
 
