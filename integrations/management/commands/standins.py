@@ -22,6 +22,7 @@ from integrations.standins.server import (
     create_standin_app,
     start_standin,
 )
+from integrations.tasks import sync_reference_data
 
 
 class Command(BaseCommand):
@@ -56,6 +57,9 @@ class Command(BaseCommand):
                 origin = "saved records" if restored else "seed data"
                 self.stdout.write(f"{vendor} stand-in on {standin.url} ({origin})")
             self._point_salesforce_webhooks_at_the_console(running)
+            # Reference data (people, cost rates, exchange rates) as soon as the vendors
+            # answer, rather than at the first hourly run.
+            sync_reference_data.apply_async(countdown=5)
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             with contextlib.suppress(KeyboardInterrupt):
