@@ -26,6 +26,8 @@ ACCOUNTS = {
     "UK01": "0015g00000Tl001AAB",  # Northwind (GB)
     "US01": "0015g00000Tl002AAB",  # Globex (US)
 }
+#: the Kantata user who works for each legal entity (NetSuite employees 104 and 101)
+STAFF = {"UK01": 2, "US01": 3}
 
 
 @dataclass
@@ -74,10 +76,11 @@ def _close_deal(client: httpx.Client, urls: dict[str, str], rng: random.Random) 
     return f"deal {answer.json()['id']} closed ({entity}, {template}, {amount})"
 
 
-def _provisioned_workspaces() -> list[str]:
+def _provisioned_workspaces() -> list[tuple[str, str]]:
+    """(Kantata workspace id, legal entity) of recently provisioned projects."""
     runs = SyncRun.objects.filter(workflow="create_service_engagement", status="succeeded")
     return [
-        r.context["provision_project"]["psa_project_id"]
+        (r.context["provision_project"]["psa_project_id"], r.legal_entity_code)
         for r in runs.order_by("-id")[:50]
         if "provision_project" in r.context
     ]
@@ -89,7 +92,7 @@ def _complete_milestone(client: httpx.Client, urls: dict[str, str], rng: random.
     workspaces = _provisioned_workspaces()
     if not workspaces:
         return ""
-    workspace = rng.choice(workspaces)
+    workspace, _entity = rng.choice(workspaces)
     stories = client.get(f"{urls['kantata']}/__standin__/records/stories").json()["records"]
     open_ones = [
         s
@@ -108,17 +111,18 @@ def _complete_milestone(client: httpx.Client, urls: dict[str, str], rng: random.
 
 
 def _submit_time(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
-    workspaces = _provisioned_workspaces()
+    workspaces = [(w, e) for w, e in _provisioned_workspaces() if e in STAFF]
     if not workspaces or rng.random() > 0.6:
         return ""
     count = rng.randrange(5, 40)
+    workspace, entity = rng.choice(workspaces)
     client.post(
         f"{urls['kantata']}/__standin__/kantata/time-burst",
         json={
-            "workspace_id": rng.choice(workspaces),
+            "workspace_id": workspace,
             "count": count,
             "approved": True,
-            "user_ids": [2, 3],
+            "user_ids": [STAFF[entity]],
         },
     ).raise_for_status()
     return f"{count} approved time entries"

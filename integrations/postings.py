@@ -191,6 +191,7 @@ def post_batch(batch_id: int) -> PostingBatch:
         client.close()
         buffer.flush()
     errors: dict[str, list[str]] = defaultdict(list)
+    messages: dict[str, str] = {}
     for item, outcome in zip(batch.entries, results, strict=True):
         state = outcome.get("status")
         if state == "created":
@@ -201,8 +202,10 @@ def post_batch(batch_id: int) -> PostingBatch:
             item["erp_id"] = str(outcome.get("id"))
         else:
             batch.error_count += 1
-            code = str((outcome.get("error") or {}).get("code") or "posting_refused")
+            error = outcome.get("error") or {}
+            code = str(error.get("code") or "posting_refused")
             errors[code].append(item["entry"]["source_id"])
+            messages.setdefault(code, str(error.get("message") or "")[:300])
     batch.status = PostingBatch.Status.PARTIAL if errors else PostingBatch.Status.POSTED
     batch.posted_at = timezone.now()
     with transaction.atomic():
@@ -211,7 +214,10 @@ def post_batch(batch_id: int) -> PostingBatch:
             failure = StepFailure(
                 kind="business",
                 code="posting_refused_by_erp",
-                message=f"{batch.erp.name} refused {len(entry_ids)} time entries ({code}).",
+                message=(
+                    f"{batch.erp.name} refused {len(entry_ids)} time entries ({code}): "
+                    f"{messages.get(code, '')}"
+                ),
                 entity_type="posting_batch",
                 entity_ref=batch.key[:120],
                 connection_id=batch.erp_id,
