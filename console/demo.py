@@ -232,6 +232,7 @@ def seed(
     kantata = _connection(
         "Kantata (demo)", Vendor.KANTATA, SystemKind.PSA, AuthKind.BEARER_TOKEN, urls["kantata"]
     )
+    kantata.settings = {"api_user_id": "1"}  # the token's user: its changes are our echoes
     kantata.set_secrets({"access_token": KANTATA_TOKEN})
     kantata.save()
     return DemoResult(

@@ -273,6 +273,20 @@ RULES: dict[str, Rule] = {
         "Read the ERP's code below (a closed period, an inactive employee...), fix it in the "
         "ERP, then Retry the batch.",
     ),
+    "amendment_before_handoff": Rule(
+        C.DEAL_DATA_INVALID,
+        B,
+        TeamKind.SALES_OPS,
+        "An amendment was approved for a deal whose hand-off has not completed.",
+        "Clear the deal's hand-off exception first, then Retry the amendment.",
+    ),
+    "amendment_conflicts_with_delivery": Rule(
+        C.PROJECT_REJECTED_BY_PSA,
+        B,
+        TeamKind.PMO,
+        "The amendment would change a milestone that is already completed (and billed).",
+        "Agree the change as a new milestone or a credit; correct the amendment, then Retry.",
+    ),
     "internal_error": Rule(
         C.INTERNAL_ERROR,
         T,

@@ -68,6 +68,31 @@ def _start_service_engagement(data: BaseModel, source: str) -> SyncRun:
     return run
 
 
+class AmendmentApproved(BaseModel):
+    """A contract amendment approved in a CRM: Throughline reads it from the CRM."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    amendment_id: str = Field(min_length=3, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
+    opportunity_id: str = Field(default="", max_length=40, pattern=r"^[A-Za-z0-9_-]*$")
+    crm_connection: int | None = None
+
+
+def _start_billing_plan_update(data: BaseModel, source: str) -> SyncRun:
+    from .workflows.billing_plan import WORKFLOW as UPDATE_BILLING_PLAN
+
+    assert isinstance(data, AmendmentApproved)
+    crm = Connection.objects.filter(pk=data.crm_connection, system="crm").first()
+    run, _created = start_run(
+        UPDATE_BILLING_PLAN,
+        f"amendment:{data.amendment_id}",
+        trigger=Trigger.API,
+        source_connection=crm,
+        payload={"amendment_id": data.amendment_id, "source": source},
+        business_key=f"deal:{data.opportunity_id}" if data.opportunity_id else "",
+    )
+    return run
+
+
 EVENT_TYPES: dict[str, EventType] = {
     "opportunity.closed_won": EventType(
         "opportunity.closed_won",

@@ -119,3 +119,43 @@ def _modstamp(record: object) -> datetime | None:
         return parse_salesforce_datetime(record.get("SystemModstamp"))
     except (TypeError, ValueError):
         return None
+
+
+AMENDMENT_STREAM = "contract_amendment.approved"
+
+
+def poll_amendments(connection: Connection) -> PollResult:
+    """Approved contract amendments changed since the watermark: one update-billing-plan
+    run per amendment."""
+    from .workflows.billing_plan import WORKFLOW as UPDATE_BILLING_PLAN
+
+    mark, _ = Watermark.objects.get_or_create(connection=connection, stream=AMENDMENT_STREAM)
+    since = parse_datetime(mark.value) if mark.value else None
+    buffer = CallBuffer()
+    client = build_client(connection, on_call=buffer)
+    try:
+        records = client.approved_amendments_since(since - OVERLAP if since else None)
+    finally:
+        client.close()
+        buffer.flush()
+    newest, started = since, 0
+    for record in records:
+        amendment_id = str(record.get("Id", ""))[:40]
+        if not amendment_id:
+            continue
+        _run, created = start_run(
+            UPDATE_BILLING_PLAN,
+            f"amendment:{amendment_id}",
+            trigger=Trigger.POLL,
+            source_connection=connection,
+            payload={"amendment_id": amendment_id},
+            business_key=f"deal:{record.get('Opportunity__c', '')}",
+        )
+        started += int(created)
+        modified = _modstamp(record)
+        if modified is not None and (newest is None or modified > newest):
+            newest = modified
+    if newest is not None:
+        mark.value = newest.isoformat()
+        mark.save(update_fields=["value", "updated_at"])
+    return PollResult(seen=len(records), started=started, watermark=mark.value)

@@ -69,6 +69,9 @@ def read_psa_events(connection: Connection) -> FeedResult:
 def _handle(connection: Connection, client: Any, event: dict[str, Any], result: FeedResult) -> None:
     changes = event.get("payload_changes") or {}
     subject = event.get("subject_type")
+    api_user = str(connection.settings.get("api_user_id") or "")
+    if api_user and str(event.get("user_id")) == api_user:
+        return  # the echo of Throughline's own write (it acts as the API user)
     subject_id = str(event.get("subject_id"))
     if subject == "Story" and new_value(changes.get("state")) == "completed":
         story = client.get("stories", subject_id)

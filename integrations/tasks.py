@@ -10,7 +10,7 @@ from . import outbox, timeline
 from .choices import SystemKind, Vendor
 from .models import Connection
 from .payments import sync_payments
-from .polling import poll_closed_won
+from .polling import poll_amendments, poll_closed_won
 from .postings import collect_time_entries, post_batch, report_postings
 from .psa_feed import read_psa_events
 from .queues import queue_for
@@ -30,7 +30,8 @@ def run_workflow(run_id: int) -> str:
 def poll_closed_won_task(connection_id: int) -> dict:
     connection = Connection.objects.get(pk=connection_id)
     result = poll_closed_won(connection)
-    return {"seen": result.seen, "started": result.started}
+    amendments = poll_amendments(connection)
+    return {"seen": result.seen, "started": result.started, "amendments": amendments.started}
 
 
 @shared_task(name="integrations.poll_all_crm_connections")

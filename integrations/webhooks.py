@@ -23,7 +23,10 @@ from .models import Connection
 logger = logging.getLogger(__name__)
 
 #: Salesforce event -> Throughline inbound event type
-SALESFORCE_EVENTS = {"opportunity.closed_won": "opportunity.closed_won"}
+SALESFORCE_EVENTS = {
+    "opportunity.closed_won": ("opportunity.closed_won", "opportunity_id"),
+    "contract_amendment.approved": ("contract_amendment.approved", "amendment_id"),
+}
 
 
 @csrf_exempt
@@ -46,13 +49,14 @@ def salesforce(request: HttpRequest, connection_id: int) -> HttpResponse:
         event = salesforce_webhooks.parse_event(body)
     except ValueError as exc:
         return JsonResponse({"detail": str(exc)}, status=400)
-    kind = SALESFORCE_EVENTS.get(event["event"])
-    if kind is None:  # a known Salesforce event Throughline does not act on yet
+    mapped = SALESFORCE_EVENTS.get(event["event"])
+    if mapped is None:  # a known Salesforce event Throughline does not act on yet
         return JsonResponse({"detail": "ignored", "event": event["event"]}, status=200)
+    kind, id_field = mapped
     try:
         inbound, created = accept(
             kind,
-            {"opportunity_id": event["id"], "crm_connection": connection.pk},
+            {id_field: event["id"], "crm_connection": connection.pk},
             source=f"webhook:{connection.name}",
             idempotency_key=(
                 f"salesforce:{connection.pk}:{event['event']}:{event['id']}:"

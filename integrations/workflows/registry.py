@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from .base import Workflow
+from .billing_plan import UpdateBillingPlan
 from .milestone_billing import ReleaseMilestoneBilling
 from .service_engagement import CreateServiceEngagement
 
 WORKFLOWS: dict[str, Workflow] = {
-    wf.name: wf for wf in (CreateServiceEngagement(), ReleaseMilestoneBilling())
+    wf.name: wf
+    for wf in (CreateServiceEngagement(), ReleaseMilestoneBilling(), UpdateBillingPlan())
 }
 
 
