@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -261,6 +262,8 @@ EXPECTATIONS = {
     "project_provisioned": env.int("EXPECT_PROJECT_WITHIN_SECONDS", default=3600),
     "invoice_created": env.int("EXPECT_INVOICE_WITHIN_SECONDS", default=86400),
 }
+#: Expenses at or above this amount (in their own currency) need a receipt to be posted.
+EXPENSE_RECEIPT_THRESHOLD = Decimal(env.str("EXPENSE_RECEIPT_THRESHOLD", default="75.00"))
 #: The demo's traffic generator (console.demo_traffic): `make run` turns it on.
 DEMO_TRAFFIC = env.bool("DEMO_TRAFFIC", default=False)
 #: A run left "running" longer than this is taken over by the next worker (a lost worker).

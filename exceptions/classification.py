@@ -265,6 +265,29 @@ RULES: dict[str, Rule] = {
         "The ERP refused the project, billing plan or revenue schedule Throughline sent.",
         "Read the ERP's message below, fix the data or the template, then Retry.",
     ),
+    "expense_receipt_missing": Rule(
+        C.TIME_ENTRY_NOT_POSTABLE,
+        B,
+        TeamKind.PMO,
+        "Approved expenses above the receipt threshold have no receipt attached.",
+        "Attach the receipts in the PSA (or reject the expenses); they are picked up again "
+        "when they change.",
+    ),
+    "exchange_rate_missing": Rule(
+        C.TIME_ENTRY_NOT_POSTABLE,
+        B,
+        TeamKind.FINANCE,
+        "Expenses in a foreign currency cannot be converted: the ERP publishes no rate for "
+        "that currency on the expense date.",
+        "Add the exchange rate in the ERP; reference data brings it over within the hour.",
+    ),
+    "expense_entry_invalid": Rule(
+        C.TIME_ENTRY_NOT_POSTABLE,
+        B,
+        TeamKind.PMO,
+        "Approved expenses hold data the ERP cannot take.",
+        "Correct the expenses in the PSA; they are picked up again when they change.",
+    ),
     "posting_refused_by_erp": Rule(
         C.POSTING_REFUSED_BY_ERP,
         B,

@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -27,7 +29,15 @@ from .choices import ErpDocument
 from .connectors.kantata import mapping as kantata_mapping
 from .connectors.netsuite import mapping as netsuite_mapping
 from .connectors.registry import build_client
-from .models import Connection, ExternalBinding, PostingBatch, SyncRun, Watermark
+from .models import (
+    Connection,
+    ExchangeRate,
+    ExternalBinding,
+    LegalEntity,
+    PostingBatch,
+    SyncRun,
+    Watermark,
+)
 from .queues import queue_for
 from .routing import erp_for
 from .signals import posting_rejected
@@ -88,6 +98,9 @@ def collect_time_entries(psa: Connection) -> CollectResult:
 class _Collector:
     """Sorts entries into postable batches (per target ERP) and policy refusals."""
 
+    record_type = "timeBill"
+    prefix = "time"
+
     def __init__(self, psa: Connection) -> None:
         self.psa = psa
         self.result = CollectResult()
@@ -111,9 +124,12 @@ class _Collector:
             self.rejected[("time_entry_on_unknown_project", workspace)].append(str(entry.get("id")))
             return
         try:
-            canonical = kantata_mapping.time_entry_from_kantata(entry, project_key=project.deal_key)
+            canonical = self.canonical(entry, project)
         except MappingError:
-            self.rejected[("time_entry_invalid", workspace)].append(str(entry.get("id")))
+            self.rejected[(f"{self.prefix}_entry_invalid", workspace)].append(str(entry.get("id")))
+            return
+        except PolicyRefusal as refusal:
+            self.rejected[(refusal.code, workspace)].append(str(entry.get("id")))
             return
         employee = self.people.get((project.erp.pk, canonical.person_id))
         if employee is None:
@@ -136,6 +152,9 @@ class _Collector:
                 self._hand_off(project.erp.pk, group[:BATCH_SIZE])
             del group[:BATCH_SIZE]
 
+    def canonical(self, entry: dict[str, Any], project: Project) -> Any:
+        return kantata_mapping.time_entry_from_kantata(entry, project_key=project.deal_key)
+
     def flush(self, *, final: bool) -> None:
         for erp_id, items in self.groups.items():
             if items:
@@ -149,11 +168,11 @@ class _Collector:
     def _hand_off(self, erp_id: int, chunk: list[dict[str, Any]]) -> None:
         ids = [c["entry"]["source_id"] for c in chunk]
         batch, created = PostingBatch.objects.get_or_create(
-            key=f"time:{self.psa.pk}:{erp_id}:{ids[0]}:{ids[-1]}:{len(ids)}",
+            key=f"{self.prefix}:{self.psa.pk}:{erp_id}:{ids[0]}:{ids[-1]}:{len(ids)}",
             defaults={
                 "psa": self.psa,
                 "erp_id": erp_id,
-                "record_type": "timeBill",
+                "record_type": self.record_type,
                 "entries": list(chunk),
             },
         )
@@ -165,11 +184,98 @@ class _Collector:
             self.result.batched += len(chunk)
 
 
-def post_batch(batch_id: int) -> PostingBatch:
-    batch = PostingBatch.objects.select_related("erp", "psa").get(pk=batch_id)
-    if batch.status in (PostingBatch.Status.POSTED, PostingBatch.Status.PARTIAL):
-        return batch
-    bodies = [
+class PolicyRefusal(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _ExpenseCollector(_Collector):
+    """Expenses: a receipt above the threshold, and the amount in the legal entity's
+    currency at the ERP's own rate (the original amount stays in the memo)."""
+
+    record_type = "expenseReport"
+    prefix = "expense"
+
+    def canonical(self, entry: dict[str, Any], project: Project) -> Any:
+        expense = kantata_mapping.expense_from_kantata(entry, project_key=project.deal_key)
+        if expense.amount >= settings.EXPENSE_RECEIPT_THRESHOLD and not expense.receipt_attached:
+            raise PolicyRefusal("expense_receipt_missing")
+        target = (
+            LegalEntity.objects.filter(code=project.legal_entity)
+            .values_list("currency", flat=True)
+            .first()
+        )
+        if target and target != expense.currency:
+            rate = (
+                ExchangeRate.objects.filter(
+                    source=project.erp,
+                    base=expense.currency,
+                    quote=target,
+                    effective_date__lte=expense.spent_on,
+                )
+                .order_by("-effective_date")
+                .values_list("rate", flat=True)
+                .first()
+            )
+            if rate is None:
+                raise PolicyRefusal("exchange_rate_missing")
+            converted = (expense.amount * rate).quantize(Decimal("0.01"), ROUND_HALF_UP)
+            note = f"{expense.amount} {expense.currency} at {rate} ({project.erp.name})"
+            expense = expense.model_copy(
+                update={
+                    "amount": converted,
+                    "currency": target,
+                    "notes": f"{expense.notes} [{note}]".strip()[:255],
+                }
+            )
+        return expense
+
+
+EXPENSE_STREAM = "kantata.expenses"
+
+
+def collect_expenses(psa: Connection) -> CollectResult:
+    """Approved expenses since the watermark, policy-checked and batched like time."""
+    mark, _ = Watermark.objects.get_or_create(connection=psa, stream=EXPENSE_STREAM)
+    since = parse_datetime(mark.value) if mark.value else None
+    buffer = CallBuffer()
+    client = build_client(psa, on_call=buffer)
+    collector = _ExpenseCollector(psa)
+    newest = since
+    try:
+        for entry in client.approved_expenses(since):
+            changed = parse_datetime(str(entry.get("updated_at") or ""))
+            if changed is not None and (newest is None or changed > newest):
+                newest = changed
+            collector.add(entry)
+    finally:
+        client.close()
+        buffer.flush()
+    with transaction.atomic():
+        collector.flush(final=True)
+        if newest is not None:
+            mark.value = newest.isoformat()
+            mark.save(update_fields=["value", "updated_at"])
+    return collector.result
+
+
+def _bodies(batch: PostingBatch, client: Any) -> list[dict[str, Any]]:
+    if batch.record_type == "expenseReport":
+        currencies = netsuite_mapping.currency_ids(
+            client.suiteql("SELECT id, symbol FROM currency")
+        )
+        return [
+            netsuite_mapping.expense_report_from_expense(
+                schemas.Expense.model_validate(item["entry"]),
+                employee_id=item["employee_id"],
+                job_id=item["job_id"],
+                subsidiary_id=item["subsidiary_id"],
+                currency_id=currencies[item["entry"]["currency"]],
+            )
+            for item in batch.entries
+        ]
+    return [
         netsuite_mapping.time_bill_from_entry(
             schemas.TimeEntry.model_validate(item["entry"]),
             employee_id=item["employee_id"],
@@ -178,10 +284,16 @@ def post_batch(batch_id: int) -> PostingBatch:
         )
         for item in batch.entries
     ]
+
+
+def post_batch(batch_id: int) -> PostingBatch:
+    batch = PostingBatch.objects.select_related("erp", "psa").get(pk=batch_id)
+    if batch.status in (PostingBatch.Status.POSTED, PostingBatch.Status.PARTIAL):
+        return batch
     buffer = CallBuffer()
     client = build_client(batch.erp, on_call=buffer)
     try:
-        results = client.post_batch(batch.record_type, bodies)
+        results = client.post_batch(batch.record_type, _bodies(batch, client))
     except Exception as exc:
         batch.status = PostingBatch.Status.FAILED
         batch.error = str(exc)[:500]
@@ -242,10 +354,10 @@ def report_postings(batch_id: int) -> int:
         for item in batch.entries:
             if item.get("erp_id"):
                 client.set_reference(
-                    "TimeEntry",
+                    "Expense" if batch.record_type == "expenseReport" else "TimeEntry",
                     item["entry"]["source_id"],
                     ref=item["erp_id"],
-                    model="TimeBill",
+                    model="ExpenseReport" if batch.record_type == "expenseReport" else "TimeBill",
                     status="synced",
                 )
                 written += 1

@@ -11,7 +11,7 @@ from .choices import SystemKind, Vendor
 from .models import Connection
 from .payments import sync_payments
 from .polling import poll_amendments, poll_closed_won
-from .postings import collect_time_entries, post_batch, report_postings
+from .postings import collect_expenses, collect_time_entries, post_batch, report_postings
 from .psa_feed import read_psa_events
 from .queues import queue_for
 from .reference_data import sync_exchange_rates, sync_people
@@ -98,6 +98,12 @@ def collect_time_entries_task(psa_connection_id: int) -> dict:
     return {"read": result.read, "batched": result.batched, "rejected": result.rejected}
 
 
+@shared_task(name="integrations.collect_expenses")
+def collect_expenses_task(psa_connection_id: int) -> dict:
+    result = collect_expenses(Connection.objects.get(pk=psa_connection_id))
+    return {"read": result.read, "batched": result.batched, "rejected": result.rejected}
+
+
 @shared_task(name="integrations.collect_all_time_entries")
 def collect_all_time_entries() -> int:
     ids = list(
@@ -107,6 +113,7 @@ def collect_all_time_entries() -> int:
     )
     for pk in ids:
         collect_time_entries_task.apply_async(args=[pk], queue=queue_for(pk))
+        collect_expenses_task.apply_async(args=[pk], queue=queue_for(pk))
     return len(ids)
 
 

@@ -5,6 +5,7 @@ team, and each entry's ERP id goes back to the PSA."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from exceptions.choices import ExceptionCode
 from exceptions.models import IntegrationException
@@ -78,3 +79,79 @@ def test_time_that_cannot_be_posted_lands_with_the_owning_team(demo):
     assert exc.queue.team.kind == "finance"
     assert len(exc.vendor_error["details"]["entries"]) == 10
     assert PostingBatch.objects.count() == 0
+
+
+def _expense(demo, workspace: str, cents: int) -> str:
+    answer = httpx.post(
+        f"{demo['kantata'].url}/api/v1/expenses.json",
+        json={
+            "expense": {
+                "workspace_id": workspace,
+                "date": "2026-11-20",
+                "category": "Travel",
+                "amount_in_cents": cents,
+                "user_id": 2,
+                "billable": True,
+            }
+        },
+        headers={"Authorization": "Bearer kantata-demo-token"},
+    )
+    assert answer.is_success, answer.text
+    return next(iter(answer.json()["expenses"]))
+
+
+def test_expenses_need_receipts_above_the_threshold_and_post_once(demo):
+    from integrations.postings import collect_expenses
+
+    workspace = northwind_workspace(demo)
+    sync_people(erp(), psa())
+    small, large = _expense(demo, workspace, 3000), _expense(demo, workspace, 50000)
+    httpx.post(
+        f"{demo['kantata'].url}/__standin__/kantata/approve",
+        json={"expense_ids": [small, large]},
+    ).raise_for_status()
+    result = collect_expenses(psa())
+    assert (result.read, result.batched, result.rejected) == (2, 1, 1)
+    refused = IntegrationException.objects.get(code=ExceptionCode.TIME_ENTRY_NOT_POSTABLE)
+    assert refused.queue.team.kind == "pmo"
+    assert "receipt" in refused.explanation
+    reports = demo["netsuite"].state.table("expensereport")
+    assert len(reports) == 1
+    assert collect_expenses(psa()).batched == 0
+
+
+def test_a_foreign_currency_expense_is_converted_at_the_erp_rate(demo):
+    import datetime as dt
+    from decimal import Decimal
+
+    from integrations.postings import PolicyRefusal, Project, _ExpenseCollector
+
+    rate = ExchangeRate.objects.create(
+        source=erp(),
+        base="EUR",
+        quote="GBP",
+        rate=Decimal("0.861234"),
+        effective_date=dt.date(2026, 11, 1),
+    )
+    project = Project("deal:X", "UK01", erp(), "1001", "2")
+    foreign = {
+        "id": "9",
+        "workspace_id": "14",
+        "user_id": "2",
+        "date": "2026-11-20",
+        "category": "Hotel",
+        "amount_in_cents": 1999,
+        "currency": "EUR",
+        "is_billable": True,
+        "approved": True,
+        "receipt_id": None,
+        "notes": "",
+    }
+    expense = _ExpenseCollector(psa()).canonical(foreign, project)
+    assert expense.currency == "GBP"
+    assert expense.amount == Decimal("17.22")  # 19.99 x 0.861234, half-up to the cent
+    assert "19.99 EUR" in expense.notes
+    rate.delete()
+    with pytest.raises(PolicyRefusal) as refused:
+        _ExpenseCollector(psa()).canonical(foreign, project)
+    assert refused.value.code == "exchange_rate_missing"
