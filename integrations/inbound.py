@@ -44,7 +44,8 @@ class DealClosedWon(BaseModel):
 class EventType:
     name: str
     schema: type[BaseModel]
-    start: Callable[[BaseModel, str], SyncRun]
+    #: starts the work; returns the run, or None when the event fans out to subscribers
+    start: Callable[[BaseModel, str], SyncRun | None]
     description: str
 
 
@@ -93,12 +94,56 @@ def _start_billing_plan_update(data: BaseModel, source: str) -> SyncRun:
     return run
 
 
+class MilestoneCompleted(BaseModel):
+    """A billing milestone completed in a PSA (Throughline reads it from the PSA)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    psa_connection: int
+    story_id: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+def _publish_milestone(data: BaseModel, source: str) -> None:
+    from . import outbox
+
+    assert isinstance(data, MilestoneCompleted)
+    psa = Connection.objects.filter(pk=data.psa_connection, system="psa").first()
+    if psa is None:
+        raise EventRejected(
+            "unknown PSA connection",
+            [{"field": "psa_connection", "problem": "no PSA connection with this id"}],
+        )
+    payload = {
+        "psa_connection": psa.pk,
+        "story_id": data.story_id,
+        "workspace_id": "",
+        "event_id": f"api:{source}",
+        "deal_key": "",
+    }
+    outbox.publish("milestone.completed", payload, key=f"milestone:{psa.pk}:{data.story_id}")
+    return None
+
+
 EVENT_TYPES: dict[str, EventType] = {
     "opportunity.closed_won": EventType(
         "opportunity.closed_won",
         DealClosedWon,
         _start_service_engagement,
         "A deal was won: create the service engagement (ERP customer, PSA project, write-back).",
+    ),
+    "contract_amendment.approved": EventType(
+        "contract_amendment.approved",
+        AmendmentApproved,
+        _start_billing_plan_update,
+        "A contract amendment was approved: update the budget and milestones in the PSA and "
+        "the billing plan and revenue schedule in the ERP.",
+    ),
+    "milestone.completed": EventType(
+        "milestone.completed",
+        MilestoneCompleted,
+        _publish_milestone,
+        "A billing milestone was completed: invoice it (and tell the analytics store and the "
+        "customer notification endpoints); the run appears under /api/v1/runs/ with the "
+        "correlation id milestone:<psa connection>:<story id>.",
     ),
 }
 

@@ -133,3 +133,101 @@ class CreateServiceEngagementView(APIView):
         except EventRejected as exc:
             return _rejected(exc)
         return _accepted(event, created)
+
+
+class UpdateBillingPlanSerializer(serializers.Serializer):
+    amendment_id = serializers.CharField(max_length=40)
+    opportunity_id = serializers.CharField(max_length=40, required=False, default="")
+    crm_connection = serializers.IntegerField(required=False, allow_null=True)
+
+
+class UpdateBillingPlanView(APIView):
+    """The update-billing-plan composite service for an approved contract amendment: PSA
+    budget and milestones, ERP billing plan and revenue schedule. Idempotent per amendment."""
+
+    permission_classes = [IsIntegrationClient]
+
+    @extend_schema(
+        request=UpdateBillingPlanSerializer,
+        responses={202: AcceptedSerializer, 200: AcceptedSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        form = UpdateBillingPlanSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            event, created = accept(
+                "contract_amendment.approved",
+                dict(data),
+                source=f"api:{request.user.get_username()}",
+                idempotency_key=f"update-billing-plan:{data['amendment_id']}",
+            )
+        except EventRejected as exc:
+            return _rejected(exc)
+        return _accepted(event, created)
+
+
+class ReleaseMilestoneBillingSerializer(serializers.Serializer):
+    psa_connection = serializers.IntegerField()
+    story_id = serializers.CharField(max_length=40)
+
+
+class ReleaseMilestoneBillingView(APIView):
+    """The release-milestone-billing composite service for a completed milestone: the
+    event fans out (invoice, analytics, notifications); follow the billing run under
+    /api/v1/runs/?correlation_id=milestone:<psa connection>:<story id>."""
+
+    permission_classes = [IsIntegrationClient]
+
+    @extend_schema(
+        request=ReleaseMilestoneBillingSerializer,
+        responses={202: AcceptedSerializer, 200: AcceptedSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        form = ReleaseMilestoneBillingSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            event, created = accept(
+                "milestone.completed",
+                dict(data),
+                source=f"api:{request.user.get_username()}",
+                idempotency_key=f"release-milestone-billing:{data['psa_connection']}:"
+                f"{data['story_id']}",
+            )
+        except EventRejected as exc:
+            return _rejected(exc)
+        return _accepted(event, created)
+
+
+class PostTimeAndExpenseSerializer(serializers.Serializer):
+    psa_connection = serializers.IntegerField()
+
+
+class PostTimeAndExpenseView(APIView):
+    """The post-time-and-expense composite service: read the PSA's approved time and
+    expenses now (instead of at the next scheduled minute) and post them in batches; follow
+    the batches in the admin (Posting batches) or the run telemetry."""
+
+    permission_classes = [IsIntegrationClient]
+
+    @extend_schema(
+        request=PostTimeAndExpenseSerializer,
+        responses={202: OpenApiResponse(description="collection queued")},
+    )
+    def post(self, request: Request) -> Response:
+        from ..models import Connection
+        from ..postings_api import queue_collection
+
+        form = PostTimeAndExpenseSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        psa = Connection.objects.filter(
+            pk=form.validated_data["psa_connection"], system="psa", enabled=True
+        ).first()
+        if psa is None:
+            return Response(
+                {"detail": "no enabled PSA connection with this id"},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        queue_collection(psa, requested_by=request.user)
+        return Response({"status": "queued", "psa_connection": psa.pk}, status=202)

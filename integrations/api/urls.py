@@ -20,4 +20,19 @@ urlpatterns = [
         inbound.CreateServiceEngagementView.as_view(),
         name="create-service-engagement",
     ),
+    path(
+        "services/update-billing-plan/",
+        inbound.UpdateBillingPlanView.as_view(),
+        name="update-billing-plan",
+    ),
+    path(
+        "services/release-milestone-billing/",
+        inbound.ReleaseMilestoneBillingView.as_view(),
+        name="release-milestone-billing",
+    ),
+    path(
+        "services/post-time-and-expense/",
+        inbound.PostTimeAndExpenseView.as_view(),
+        name="post-time-and-expense",
+    ),
 ]

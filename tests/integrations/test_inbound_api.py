@@ -92,3 +92,55 @@ def test_only_integration_clients_may_hand_work_over(demo):
     )
     assert refused.status_code == 403
     assert APIClient().post("/api/v1/events/", {}, format="json").status_code in (401, 403)
+
+
+def test_every_composite_service_is_an_api(demo):
+    import httpx
+
+    from integrations.models import PostingBatch
+    from integrations.reference_data import sync_people
+
+    api = client_for("it")
+    poll_closed_won(Connection.objects.get(vendor="salesforce"))
+    handoff = SyncRun.objects.get(title__startswith="Northwind")
+    workspace = handoff.context["provision_project"]["psa_project_id"]
+    psa = Connection.objects.get(vendor="kantata")
+    story = next(
+        str(s["id"])
+        for s in demo["kantata"].state.table("stories").values()
+        if str(s.get("workspace_id")) == workspace and s.get("title") == "Kick-off"
+    )
+    httpx.post(
+        f"{demo['kantata'].url}/__standin__/kantata/complete-milestone", json={"story_id": story}
+    ).raise_for_status()
+    billed = api.post(
+        "/api/v1/services/release-milestone-billing/",
+        {"psa_connection": psa.pk, "story_id": story},
+        format="json",
+    )
+    assert billed.status_code == 202, billed.content
+    run = SyncRun.objects.get(correlation_id=f"milestone:{psa.pk}:{story}")
+    assert run.status == RunStatus.SUCCEEDED, run.error
+
+    httpx.post(
+        f"{demo['salesforce'].url}/__standin__/salesforce/approve-amendment",
+        json={"id": "a015g00000Tl001AAB"},
+    ).raise_for_status()
+    replanned = api.post(
+        "/api/v1/services/update-billing-plan/",
+        {"amendment_id": "a015g00000Tl001AAB"},
+        format="json",
+    )
+    assert replanned.status_code == 202, replanned.content
+    assert SyncRun.objects.get(pk=replanned.json()["run"]).status == RunStatus.SUCCEEDED
+
+    sync_people(Connection.objects.get(name="NetSuite (demo)"), psa)
+    httpx.post(
+        f"{demo['kantata'].url}/__standin__/kantata/time-burst",
+        json={"workspace_id": workspace, "count": 30, "approved": True, "user_ids": [2]},
+    ).raise_for_status()
+    posted = api.post(
+        "/api/v1/services/post-time-and-expense/", {"psa_connection": psa.pk}, format="json"
+    )
+    assert posted.status_code == 202
+    assert PostingBatch.objects.get().created_count == 30

@@ -98,3 +98,34 @@ def test_unsigned_stale_or_malformed_deliveries_are_refused(demo):
     again = client.post(url, body, content_type="application/json", headers=signed)
     assert (first.status_code, again.status_code) == (202, 200)
     assert SyncRun.objects.count() == 1
+
+
+def test_an_approved_amendment_pushed_by_salesforce_replans_the_project(demo):
+    crm = _crm()
+    poll_closed_won(crm)
+    body = json.dumps(
+        {
+            "event": "contract_amendment.approved",
+            "sobject": "Contract_Amendment__c",
+            "id": "a015g00000Tl001AAB",
+            "systemModstamp": "2026-11-26T10:22:00.000+0000",
+            "occurredAt": "2026-11-26T10:22:01.000Z",
+        }
+    ).encode()
+    httpx.post(
+        f"{demo['salesforce'].url}/__standin__/salesforce/approve-amendment",
+        json={"id": "a015g00000Tl001AAB"},
+    ).raise_for_status()
+    now = str(int(time.time()))
+    answer = Client().post(
+        f"/webhooks/salesforce/{crm.pk}/",
+        body,
+        content_type="application/json",
+        headers={
+            "X-Throughline-Timestamp": now,
+            "X-Throughline-Signature": compute_signature(SECRET, now, body),
+        },
+    )
+    assert answer.status_code == 202, answer.content
+    run = SyncRun.objects.get(workflow="update_billing_plan")
+    assert run.status == RunStatus.SUCCEEDED, run.error
