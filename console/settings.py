@@ -264,6 +264,9 @@ EXPECTATIONS = {
 }
 #: Expenses at or above this amount (in their own currency) need a receipt to be posted.
 EXPENSE_RECEIPT_THRESHOLD = Decimal(env.str("EXPENSE_RECEIPT_THRESHOLD", default="75.00"))
+#: Status of posted entries goes back to the PSA this many seconds after each batch posts
+#: (one PSA call per entry: postings to the ERP go first in a month-end burst).
+POSTING_STATUS_DELAY_SECONDS = env.int("POSTING_STATUS_DELAY_SECONDS", default=10)
 #: The demo's traffic generator (console.demo_traffic): `make run` turns it on.
 DEMO_TRAFFIC = env.bool("DEMO_TRAFFIC", default=False)
 #: A run left "running" longer than this is taken over by the next worker (a lost worker).

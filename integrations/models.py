@@ -306,6 +306,9 @@ class OutboxMessage(models.Model):
     args = models.JSONField(default=list, blank=True)
     kwargs = models.JSONField(default=dict, blank=True)
     queue = models.CharField(max_length=80, blank=True)
+    countdown = models.PositiveIntegerField(
+        default=0, help_text="seconds the task waits after it is handed over (low priority)"
+    )
     topic = models.CharField(max_length=80, blank=True, db_index=True)
     key = models.CharField(max_length=160, blank=True, help_text="correlation id")
     created_at = models.DateTimeField(auto_now_add=True)

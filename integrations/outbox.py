@@ -51,11 +51,24 @@ def subscribers(topic: str) -> list[Subscriber]:
 
 
 def enqueue(
-    task: str, *args: Any, queue: str = "", key: str = "", topic: str = "", **kwargs: Any
+    task: str,
+    *args: Any,
+    queue: str = "",
+    key: str = "",
+    topic: str = "",
+    countdown: int = 0,
+    **kwargs: Any,
 ) -> OutboxMessage:
-    """Write one task message in the current transaction; it is sent after commit."""
+    """Write one task message in the current transaction; it is sent after commit.
+    `countdown` defers low-priority work (it runs that many seconds after hand-off)."""
     message = OutboxMessage.objects.create(
-        task=task, args=list(args), kwargs=kwargs, queue=queue, key=key[:160], topic=topic
+        task=task,
+        args=list(args),
+        kwargs=kwargs,
+        queue=queue,
+        key=key[:160],
+        topic=topic,
+        countdown=countdown,
     )
     transaction.on_commit(lambda: send([message.pk]))
     return message
@@ -129,7 +142,9 @@ def _send_one(message: OutboxMessage) -> bool:
         return True  # another process has it
     try:
         task = current_app.tasks[message.task]
-        options = {"queue": message.queue} if message.queue else {}
+        options: dict[str, Any] = {"queue": message.queue} if message.queue else {}
+        if message.countdown:
+            options["countdown"] = message.countdown
         task.apply_async(args=message.args, kwargs=message.kwargs, **options)
     except KeyError:
         logger.error("outbox: message %s names unknown task %s", message.pk, message.task)

@@ -336,8 +336,14 @@ def post_batch(batch_id: int) -> PostingBatch:
                 details={"vendor_code": code, "entries": entry_ids[:500]},
             )
             posting_rejected.send(sender=PostingBatch, failure=failure, key=(batch.key, code))
+        # Status back to the PSA is one call per entry: it waits, so that at month-end the
+        # postings to the ledger go first and the PSA hears about them right after.
         outbox.enqueue(
-            "integrations.report_postings", batch.pk, queue=queue_for(batch.psa_id), key=batch.key
+            "integrations.report_postings",
+            batch.pk,
+            queue=queue_for(batch.psa_id),
+            key=batch.key,
+            countdown=settings.POSTING_STATUS_DELAY_SECONDS,
         )
     return batch
 
