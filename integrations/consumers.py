@@ -16,9 +16,16 @@ from .workflows.milestone_billing import WORKFLOW as MILESTONE_BILLING
 
 
 @shared_task(name="integrations.start_milestone_billing")
-def start_milestone_billing(event: dict[str, Any]) -> int:
-    """milestone.completed -> one release-milestone-billing run per milestone (ever)."""
+def start_milestone_billing(event: dict[str, Any]) -> int | None:
+    """milestone.completed -> one release-milestone-billing run per billable milestone."""
     psa = Connection.objects.get(pk=event["psa_connection"])
+    if event.get("billable") is False:
+        timeline.stamp(
+            event.get("deal_key") or f"milestone:{psa.pk}:{event['story_id']}",
+            f"milestone_{event['story_id']}_completed",
+            source=psa.name,
+        )
+        return None
     correlation = f"milestone:{psa.pk}:{event['story_id']}"
     run, created = start_run(
         MILESTONE_BILLING,

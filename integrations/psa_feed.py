@@ -84,6 +84,8 @@ def _handle(connection: Connection, client: Any, event: dict[str, Any], result: 
             "workspace_id": workspace_id,
             "event_id": str(event.get("id", "")),
             "deal_key": bindings.canonical_key(connection, "project", workspace_id) or "",
+            # a milestone of a time-and-materials plan marks progress: it is not invoiced
+            "billable": story.get("billable") is not False,
         }
         with transaction.atomic():
             outbox.publish(

@@ -119,3 +119,19 @@ def test_an_invoice_in_a_closed_period_lands_with_finance_and_retries_after_reop
     exc.refresh_from_db()
     assert exc.status == ExceptionStatus.RESOLVED
     assert len(invoices(demo)) == 1
+
+
+def test_a_non_billable_milestone_is_recorded_but_not_invoiced(demo):
+    poll_closed_won(Connection.objects.get(vendor="salesforce"))
+    globex = SyncRun.objects.get(title__startswith="Globex")  # TM-STD: non-billable milestones
+    workspace = globex.context["provision_project"]["psa_project_id"]
+    story = next(
+        str(s["id"])
+        for s in demo["kantata"].state.table("stories").values()
+        if str(s.get("workspace_id")) == workspace and s.get("story_type") == "milestone"
+    )
+    complete(demo, story)
+    read_psa_events(psa())
+    assert not SyncRun.objects.filter(workflow="release_milestone_billing").exists()
+    assert invoices(demo) == []
+    assert MilestoneFact.objects.filter(story_id=story).exists()  # analytics still hears of it
