@@ -15,10 +15,11 @@ import random
 from dataclasses import dataclass, field
 
 import httpx
+from django.utils import timezone
 
 from integrations.models import SyncRun
 
-from .demo import standin_urls
+from .demo import KANTATA_TOKEN, standin_urls
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ ACCOUNTS = {
 }
 #: the Kantata user who works for each legal entity (NetSuite employees 104 and 101)
 STAFF = {"UK01": 2, "US01": 3}
+NORTHWIND_DEAL = "0065g00000Tl001AAB"
+NORTHWIND_AMENDMENT = "a015g00000Tl001AAB"
 
 
 @dataclass
@@ -45,6 +48,8 @@ def tick(rng: random.Random | None = None) -> Tick:
             ("deal", _close_deal),
             ("milestone", _complete_milestone),
             ("time", _submit_time),
+            ("expense", _submit_expense),
+            ("amendment", _approve_amendment),
             ("fault", _inject_fault),
         ):
             try:
@@ -143,3 +148,50 @@ def _inject_fault(client: httpx.Client, urls: dict[str, str], rng: random.Random
         ).raise_for_status()
         return "fault: one PSA 429"
     return ""
+
+
+def _submit_expense(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
+    """An approved expense; now and then one above the receipt threshold without a receipt."""
+    workspaces = [(w, e) for w, e in _provisioned_workspaces() if e in STAFF]
+    if not workspaces or rng.random() > 0.3:
+        return ""
+    workspace, entity = rng.choice(workspaces)
+    cents = 50000 if rng.random() < 0.1 else rng.randrange(1500, 7000)
+    created = client.post(
+        f"{urls['kantata']}/api/v1/expenses.json",
+        json={
+            "expense": {
+                "workspace_id": workspace,
+                "date": timezone.now().date().isoformat(),
+                "category": rng.choice(["Travel", "Meals", "Hotel"]),
+                "amount_in_cents": cents,
+                "user_id": STAFF[entity],
+                "billable": True,
+            }
+        },
+        headers={"Authorization": f"Bearer {KANTATA_TOKEN}"},
+    )
+    created.raise_for_status()
+    expense_id = next(iter(created.json()["expenses"]))
+    client.post(
+        f"{urls['kantata']}/__standin__/kantata/approve", json={"expense_ids": [expense_id]}
+    ).raise_for_status()
+    return f"expense {expense_id} approved ({cents / 100:.2f})"
+
+
+def _approve_amendment(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
+    """Approve the seeded draft amendment once its deal has been handed over."""
+    if (
+        rng.random() > 0.1
+        or not SyncRun.objects.filter(
+            correlation_id=f"deal:{NORTHWIND_DEAL}", status="succeeded"
+        ).exists()
+    ):
+        return ""
+    if SyncRun.objects.filter(workflow="update_billing_plan").exists():
+        return ""
+    client.post(
+        f"{urls['salesforce']}/__standin__/salesforce/approve-amendment",
+        json={"id": NORTHWIND_AMENDMENT},
+    ).raise_for_status()
+    return f"amendment {NORTHWIND_AMENDMENT} approved"

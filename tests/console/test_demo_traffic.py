@@ -22,7 +22,7 @@ def test_a_tick_closes_deals_completes_milestones_and_submits_time(demo, setting
     done = tick(AlwaysAct())
     kinds = " ".join(done.actions)
     assert "deal" in kinds and "milestone" in kinds and "time entries" in kinds
-    assert "fault" in kinds
+    assert "fault" in kinds and "expense" in kinds and "amendment" in kinds
     assert len(demo["salesforce"].state.table("Opportunity")) == before + 1
     poll_closed_won(Connection.objects.get(vendor="salesforce"))
     assert SyncRun.objects.count() == 5  # the new deal was picked up
