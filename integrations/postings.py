@@ -70,16 +70,19 @@ class CollectResult:
 
 
 def collect_time_entries(psa: Connection) -> CollectResult:
-    """Read approved entries page by page; each batch of 500 is saved and handed to a worker
+    """Read approved time page by page; each batch of 500 is saved and handed to a worker
     as soon as it is full, so posting overlaps reading in a month-end burst."""
-    mark, _ = Watermark.objects.get_or_create(connection=psa, stream=TIME_STREAM)
+    return _collect(psa, TIME_STREAM, _Collector(psa), "approved_time_entries")
+
+
+def _collect(psa: Connection, stream: str, collector: _Collector, feed: str) -> CollectResult:
+    mark, _ = Watermark.objects.get_or_create(connection=psa, stream=stream)
     since = parse_datetime(mark.value) if mark.value else None
     buffer = CallBuffer()
     client = build_client(psa, on_call=buffer)
-    collector = _Collector(psa)
     newest = since
     try:
-        for entry in client.approved_time_entries(since):
+        for entry in getattr(client, feed)(since):
             changed = parse_datetime(str(entry.get("updated_at") or ""))
             if changed is not None and (newest is None or changed > newest):
                 newest = changed
@@ -237,27 +240,7 @@ EXPENSE_STREAM = "kantata.expenses"
 
 def collect_expenses(psa: Connection) -> CollectResult:
     """Approved expenses since the watermark, policy-checked and batched like time."""
-    mark, _ = Watermark.objects.get_or_create(connection=psa, stream=EXPENSE_STREAM)
-    since = parse_datetime(mark.value) if mark.value else None
-    buffer = CallBuffer()
-    client = build_client(psa, on_call=buffer)
-    collector = _ExpenseCollector(psa)
-    newest = since
-    try:
-        for entry in client.approved_expenses(since):
-            changed = parse_datetime(str(entry.get("updated_at") or ""))
-            if changed is not None and (newest is None or changed > newest):
-                newest = changed
-            collector.add(entry)
-    finally:
-        client.close()
-        buffer.flush()
-    with transaction.atomic():
-        collector.flush(final=True)
-        if newest is not None:
-            mark.value = newest.isoformat()
-            mark.save(update_fields=["value", "updated_at"])
-    return collector.result
+    return _collect(psa, EXPENSE_STREAM, _ExpenseCollector(psa), "approved_expenses")
 
 
 def _bodies(batch: PostingBatch, client: Any) -> list[dict[str, Any]]:

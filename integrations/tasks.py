@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
 
@@ -18,6 +19,19 @@ from .reference_data import sync_exchange_rates, sync_people
 from .workflows.engine import execute_run
 
 logger = logging.getLogger(__name__)
+
+
+def _for_each_connection(tasks: list[Any], system: str, vendor: str | None = None) -> int:
+    """Enqueue each task for every enabled connection of `system` (and `vendor`), on that
+    connection's queue; return how many connections."""
+    connections = Connection.objects.filter(system=system, enabled=True)
+    if vendor is not None:
+        connections = connections.filter(vendor=vendor)
+    ids = list(connections.order_by("pk").values_list("pk", flat=True))
+    for pk in ids:
+        for task in tasks:
+            task.apply_async(args=[pk], queue=queue_for(pk))
+    return len(ids)
 
 
 @shared_task(name="integrations.run_workflow", acks_late=True)
@@ -37,14 +51,7 @@ def poll_closed_won_task(connection_id: int) -> dict:
 @shared_task(name="integrations.poll_all_crm_connections")
 def poll_all_crm_connections() -> int:
     """Enqueue a poll for every enabled CRM connection whose vendor we poll."""
-    ids = list(
-        Connection.objects.filter(
-            system=SystemKind.CRM, enabled=True, vendor=Vendor.SALESFORCE
-        ).values_list("pk", flat=True)
-    )
-    for pk in ids:
-        poll_closed_won_task.apply_async(args=[pk], queue=queue_for(pk))
-    return len(ids)
+    return _for_each_connection([poll_closed_won_task], SystemKind.CRM, Vendor.SALESFORCE)
 
 
 @shared_task(name="integrations.sweep_outbox")
@@ -67,14 +74,7 @@ def poll_psa_events(connection_id: int) -> dict:
 
 @shared_task(name="integrations.poll_all_psa_connections")
 def poll_all_psa_connections() -> int:
-    ids = list(
-        Connection.objects.filter(
-            system=SystemKind.PSA, enabled=True, vendor=Vendor.KANTATA
-        ).values_list("pk", flat=True)
-    )
-    for pk in ids:
-        poll_psa_events.apply_async(args=[pk], queue=queue_for(pk))
-    return len(ids)
+    return _for_each_connection([poll_psa_events], SystemKind.PSA, Vendor.KANTATA)
 
 
 @shared_task(name="integrations.sync_payments")
@@ -84,12 +84,7 @@ def sync_payments_task(connection_id: int) -> int:
 
 @shared_task(name="integrations.sync_all_payments")
 def sync_all_payments() -> int:
-    ids = list(
-        Connection.objects.filter(system=SystemKind.ERP, enabled=True).values_list("pk", flat=True)
-    )
-    for pk in ids:
-        sync_payments_task.apply_async(args=[pk], queue=queue_for(pk))
-    return len(ids)
+    return _for_each_connection([sync_payments_task], SystemKind.ERP)
 
 
 @shared_task(name="integrations.collect_time_entries")
@@ -106,15 +101,9 @@ def collect_expenses_task(psa_connection_id: int) -> dict:
 
 @shared_task(name="integrations.collect_all_time_entries")
 def collect_all_time_entries() -> int:
-    ids = list(
-        Connection.objects.filter(
-            system=SystemKind.PSA, enabled=True, vendor=Vendor.KANTATA
-        ).values_list("pk", flat=True)
+    return _for_each_connection(
+        [collect_time_entries_task, collect_expenses_task], SystemKind.PSA, Vendor.KANTATA
     )
-    for pk in ids:
-        collect_time_entries_task.apply_async(args=[pk], queue=queue_for(pk))
-        collect_expenses_task.apply_async(args=[pk], queue=queue_for(pk))
-    return len(ids)
 
 
 @shared_task(name="integrations.post_batch", acks_late=True)

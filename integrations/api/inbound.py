@@ -7,7 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -101,38 +106,54 @@ class InboundEventView(APIView):
         return _accepted(event, created)
 
 
+class CompositeServiceView(APIView):
+    """A composite service as an endpoint: the request is validated by `serializer`, then
+    handed over as the inbound event `event_type` under an idempotency key made from it, so
+    a repeat returns the first outcome."""
+
+    permission_classes = [IsIntegrationClient]
+    serializer: type[serializers.Serializer]
+    event_type: str
+
+    def idempotency_key(self, data: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def post(self, request: Request) -> Response:
+        form = self.serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data)
+        try:
+            event, created = accept(
+                self.event_type,
+                data,
+                source=f"api:{request.user.get_username()}",
+                idempotency_key=self.idempotency_key(data),
+            )
+        except EventRejected as exc:
+            return _rejected(exc)
+        return _accepted(event, created)
+
+
 class CreateServiceEngagementSerializer(serializers.Serializer):
     opportunity_id = serializers.CharField(max_length=40)
     crm_connection = serializers.IntegerField(required=False, allow_null=True)
 
 
-class CreateServiceEngagementView(APIView):
-    """The create-service-engagement composite service: ERP customer, PSA project and the ids
-    written back to the deal. Idempotent per deal: a repeat returns the same run."""
-
-    permission_classes = [IsIntegrationClient]
-
-    @extend_schema(
+@extend_schema_view(
+    post=extend_schema(
         request=CreateServiceEngagementSerializer,
         responses={202: AcceptedSerializer, 200: AcceptedSerializer},
     )
-    def post(self, request: Request) -> Response:
-        form = CreateServiceEngagementSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        try:
-            event, created = accept(
-                "opportunity.closed_won",
-                {
-                    "opportunity_id": data["opportunity_id"],
-                    "crm_connection": data.get("crm_connection"),
-                },
-                source=f"api:{request.user.get_username()}",
-                idempotency_key=f"create-service-engagement:{data['opportunity_id']}",
-            )
-        except EventRejected as exc:
-            return _rejected(exc)
-        return _accepted(event, created)
+)
+class CreateServiceEngagementView(CompositeServiceView):
+    """The create-service-engagement composite service: ERP customer, PSA project and the ids
+    written back to the deal. Idempotent per deal: a repeat returns the same run."""
+
+    serializer = CreateServiceEngagementSerializer
+    event_type = "opportunity.closed_won"
+
+    def idempotency_key(self, data: dict[str, Any]) -> str:
+        return f"create-service-engagement:{data['opportunity_id']}"
 
 
 class UpdateBillingPlanSerializer(serializers.Serializer):
@@ -141,30 +162,21 @@ class UpdateBillingPlanSerializer(serializers.Serializer):
     crm_connection = serializers.IntegerField(required=False, allow_null=True)
 
 
-class UpdateBillingPlanView(APIView):
-    """The update-billing-plan composite service for an approved contract amendment: PSA
-    budget and milestones, ERP billing plan and revenue schedule. Idempotent per amendment."""
-
-    permission_classes = [IsIntegrationClient]
-
-    @extend_schema(
+@extend_schema_view(
+    post=extend_schema(
         request=UpdateBillingPlanSerializer,
         responses={202: AcceptedSerializer, 200: AcceptedSerializer},
     )
-    def post(self, request: Request) -> Response:
-        form = UpdateBillingPlanSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        try:
-            event, created = accept(
-                "contract_amendment.approved",
-                dict(data),
-                source=f"api:{request.user.get_username()}",
-                idempotency_key=f"update-billing-plan:{data['amendment_id']}",
-            )
-        except EventRejected as exc:
-            return _rejected(exc)
-        return _accepted(event, created)
+)
+class UpdateBillingPlanView(CompositeServiceView):
+    """The update-billing-plan composite service for an approved contract amendment: PSA
+    budget and milestones, ERP billing plan and revenue schedule. Idempotent per amendment."""
+
+    serializer = UpdateBillingPlanSerializer
+    event_type = "contract_amendment.approved"
+
+    def idempotency_key(self, data: dict[str, Any]) -> str:
+        return f"update-billing-plan:{data['amendment_id']}"
 
 
 class ReleaseMilestoneBillingSerializer(serializers.Serializer):
@@ -172,32 +184,22 @@ class ReleaseMilestoneBillingSerializer(serializers.Serializer):
     story_id = serializers.CharField(max_length=40)
 
 
-class ReleaseMilestoneBillingView(APIView):
+@extend_schema_view(
+    post=extend_schema(
+        request=ReleaseMilestoneBillingSerializer,
+        responses={202: AcceptedSerializer, 200: AcceptedSerializer},
+    )
+)
+class ReleaseMilestoneBillingView(CompositeServiceView):
     """The release-milestone-billing composite service for a completed milestone: the
     event fans out (invoice, analytics, notifications); follow the billing run under
     /api/v1/runs/?correlation_id=milestone:<psa connection>:<story id>."""
 
-    permission_classes = [IsIntegrationClient]
+    serializer = ReleaseMilestoneBillingSerializer
+    event_type = "milestone.completed"
 
-    @extend_schema(
-        request=ReleaseMilestoneBillingSerializer,
-        responses={202: AcceptedSerializer, 200: AcceptedSerializer},
-    )
-    def post(self, request: Request) -> Response:
-        form = ReleaseMilestoneBillingSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        try:
-            event, created = accept(
-                "milestone.completed",
-                dict(data),
-                source=f"api:{request.user.get_username()}",
-                idempotency_key=f"release-milestone-billing:{data['psa_connection']}:"
-                f"{data['story_id']}",
-            )
-        except EventRejected as exc:
-            return _rejected(exc)
-        return _accepted(event, created)
+    def idempotency_key(self, data: dict[str, Any]) -> str:
+        return f"release-milestone-billing:{data['psa_connection']}:{data['story_id']}"
 
 
 class PostTimeAndExpenseSerializer(serializers.Serializer):

@@ -487,6 +487,11 @@ class Outcome:
 
 REVENUE_RECORD = "customrecord_tl_revenue_schedule"
 MILESTONE_RECORD = "customrecord_tl_billing_milestone"
+ALLOCATION_RECORD = "resourceallocation"
+#: resourceAllocation list values: allocationUnit (REST ids "H"/"P" as Throughline uses them;
+#: SOAP's enum is _hours/_percentOfTime) and allocationType (1 Hard, 2 Soft: ids not confirmed)
+ALLOCATION_UNITS = {"H": "Hours", "P": "Percent of Time"}
+ALLOCATION_TYPES = {"1": "Hard", "2": "Soft"}
 RECORD_TYPES = (
     "customer",
     "subsidiary",
@@ -507,6 +512,7 @@ RECORD_TYPES = (
     "expensereport",
     REVENUE_RECORD,
     MILESTONE_RECORD,
+    ALLOCATION_RECORD,
 )
 WRITABLE_TYPES = (
     "customer",
@@ -517,6 +523,7 @@ WRITABLE_TYPES = (
     "expensereport",
     REVENUE_RECORD,
     MILESTONE_RECORD,
+    ALLOCATION_RECORD,
 )
 TRANSACTION_TYPES = ("invoice", "customerpayment", "expensereport", "timebill")
 #: record types that share one internal id sequence, as entities and transactions do
@@ -781,6 +788,7 @@ class NetSuiteState(StandinState):
             self.table(name)
         self.table(REVENUE_RECORD)
         self.table(MILESTONE_RECORD)
+        self.table(ALLOCATION_RECORD)
 
     @staticmethod
     def _subsidiary(sid: str, name: str, country: str, currency: str, at: str) -> dict[str, Any]:
@@ -1109,6 +1117,8 @@ class Renderer:
                 out[key] = number_out(value)
             elif key == "status" and statuses is not None:
                 out[key] = {"id": value, "refName": statuses.get(str(value), str(value))}
+            elif (names := LIST_FIELDS.get((record_type, key))) is not None:
+                out[key] = {"id": value, "refName": names.get(str(value), str(value))}
             else:
                 out[key] = value
         for name in sublists:
@@ -1154,6 +1164,12 @@ REFERENCE_FIELDS: dict[str, dict[str, str]] = {
         "postingPeriod": "accountingperiod",
     },
     MILESTONE_RECORD: {"custrecord_tl_bm_job": "job"},
+    ALLOCATION_RECORD: {"allocationResource": "employee", "project": "job"},
+}
+#: select fields whose values come from a fixed list, rendered as {id, refName}
+LIST_FIELDS: dict[tuple[str, str], dict[str, str]] = {
+    (ALLOCATION_RECORD, "allocationUnit"): ALLOCATION_UNITS,
+    (ALLOCATION_RECORD, "allocationType"): ALLOCATION_TYPES,
 }
 NUMBER_FIELDS: dict[str, frozenset[str]] = {
     "employee": frozenset({"laborCost"}),
@@ -1165,6 +1181,7 @@ NUMBER_FIELDS: dict[str, frozenset[str]] = {
     "expensereport": frozenset({"total"}),
     REVENUE_RECORD: frozenset({"custrecord_tl_amount"}),
     MILESTONE_RECORD: frozenset({"custrecord_tl_bm_amount"}),
+    ALLOCATION_RECORD: frozenset({"allocationAmount"}),
 }
 SUBLISTS: dict[str, tuple[str, ...]] = {
     "customer": ("taxRegistration",),
@@ -1675,6 +1692,19 @@ MILESTONE_FIELDS = frozenset(
         "custrecord_tl_bm_currency",
         "custrecord_tl_bm_billable",
         "custrecord_tl_bm_completed",
+    }
+)
+ALLOCATION_FIELDS = frozenset(
+    {
+        "externalId",
+        "allocationResource",
+        "project",
+        "startDate",
+        "endDate",
+        "allocationAmount",
+        "allocationUnit",
+        "allocationType",
+        "notes",
     }
 )
 ISO_CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -2271,6 +2301,65 @@ def apply_billing_milestone(
     return record
 
 
+def _list_value(body: dict[str, Any], key: str, values: dict[str, str]) -> str:
+    """A select field of a fixed list: "H" or {"id": "H"}."""
+    value = ref_id(body[key])
+    if value is None or value not in values:
+        raise _bad(key, f"Invalid value for field {key}: use one of {', '.join(sorted(values))}.")
+    return value
+
+
+def apply_allocation(
+    state: NetSuiteState,
+    body: dict[str, Any],
+    current: dict[str, Any] | None,
+    *,
+    replace: frozenset[str],
+) -> dict[str, Any]:
+    """A resource allocation: an active employee reserved for a project (job) between two
+    dates, for a number of hours ("H") or a percentage of their time ("P")."""
+    _check_fields(body, ALLOCATION_FIELDS, "resourceAllocation")
+    record = dict(current or {})
+    _external_id(body, record)
+    if "allocationResource" in body:
+        record["allocationResource"] = _reference(
+            state, body, "allocationResource", "employee", active=True
+        )
+    if "project" in body:
+        record["project"] = _reference(state, body, "project", "job")
+    for key in ("startDate", "endDate"):
+        if key in body:
+            record[key] = None if body[key] is None else _date(body[key], key)
+    if "allocationAmount" in body:
+        amount = _number(body["allocationAmount"], "allocationAmount", "allocationAmount")
+        if amount <= 0:
+            raise _bad("allocationAmount", "allocationAmount must be greater than 0.")
+        if amount != amount.quantize(CENT):
+            raise _bad("allocationAmount", "allocationAmount takes at most two decimals.")
+        record["allocationAmount"] = money_text(amount)
+    if "allocationUnit" in body:
+        record["allocationUnit"] = _list_value(body, "allocationUnit", ALLOCATION_UNITS)
+    if "allocationType" in body:
+        record["allocationType"] = _list_value(body, "allocationType", ALLOCATION_TYPES)
+    if "notes" in body:
+        record["notes"] = _text(body, "notes", 999)
+    for key, label in (
+        ("allocationResource", "Resource"),
+        ("project", "Project"),
+        ("startDate", "Start Date"),
+        ("endDate", "End Date"),
+        ("allocationAmount", "Allocate"),
+        ("allocationType", "Allocation Type"),
+    ):
+        if record.get(key) in (None, ""):
+            raise _bad(key, f"Please enter value(s) for: {label}")
+    record.setdefault("allocationUnit", "H")
+    start, end = _day_of(record, "startDate"), _day_of(record, "endDate")
+    if start and end and end < start:
+        raise _bad("endDate", "The end date must be on or after the start date.")
+    return record
+
+
 APPLY: dict[str, Callable[..., dict[str, Any]]] = {
     "customer": apply_customer,
     "subsidiary": apply_subsidiary,
@@ -2280,6 +2369,7 @@ APPLY: dict[str, Callable[..., dict[str, Any]]] = {
     "expensereport": apply_expensereport,
     REVENUE_RECORD: apply_revenue_line,
     MILESTONE_RECORD: apply_billing_milestone,
+    ALLOCATION_RECORD: apply_allocation,
 }
 
 
@@ -2439,6 +2529,20 @@ SUITEQL_COLUMNS.update(
             "custrecord_tl_bm_completed": "custrecord_tl_bm_completed",
             "lastmodified": "lastModifiedDate",
         },
+        ALLOCATION_RECORD: {
+            "id": "id",
+            "externalid": "externalId",
+            "allocationresource": "allocationResource",
+            "project": "project",
+            "startdate": "startDate",
+            "enddate": "endDate",
+            "allocationamount": "allocationAmount",
+            "allocationunit": "allocationUnit",
+            "allocationtype": "allocationType",
+            "notes": "notes",
+            "datecreated": "dateCreated",
+            "lastmodifieddate": "lastModifiedDate",
+        },
     }
 )
 #: the `transaction` table: (record type, SuiteQL type code)
@@ -2470,6 +2574,7 @@ NUMBER_COLUMNS = frozenset(
         "hours",
         "custrecord_tl_amount",
         "custrecord_tl_bm_amount",
+        "allocationamount",
     }
 )
 
@@ -2910,6 +3015,7 @@ CREATED_FIELDS = {
     "expensereport": "createdDate",
     REVENUE_RECORD: "created",
     MILESTONE_RECORD: "created",
+    ALLOCATION_RECORD: "dateCreated",
 }
 #: (record type, field) pairs that reference a record of the key's type
 DEPENDENTS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -2919,6 +3025,7 @@ DEPENDENTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("invoice", "job"),
         ("timebill", "customer"),
         (MILESTONE_RECORD, "custrecord_tl_bm_job"),
+        (ALLOCATION_RECORD, "project"),
     ),
 }
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from integrations.choices import SystemKind
 from integrations.connectors.http import ConnectorHttpClient
 from integrations.connectors.registry import build_client
-from integrations.models import Connection, SyncRun
+from integrations.models import Connection, LegalEntity, SyncRun
 from integrations.routing import erp_for
 
 from .failures import StepError
@@ -90,6 +90,21 @@ class StepContext:
         if source is not None and source.system == system:
             return source  # the instance the event came from (several CRMs or PSAs)
         return primary_connection(system)
+
+    def route_to(self, legal_entity_code: str, *, title: str = "", business_key: str = "") -> None:
+        """Say which legal entity (and so region) the run concerns: routing of its exceptions
+        and the trace use them."""
+        self.run.legal_entity_code = legal_entity_code[:20]
+        self.run.region = (
+            LegalEntity.objects.filter(code=legal_entity_code)
+            .values_list("region", flat=True)
+            .first()
+            or ""
+        )
+        if title:
+            self.run.title = title[:255]
+        if business_key:
+            self.run.business_key = business_key
 
     def erp(self, document: str) -> Connection:
         """The ERP that receives `document` records for the run's legal entity today."""

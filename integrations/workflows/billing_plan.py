@@ -21,7 +21,7 @@ from integrations.choices import ErpDocument, SystemKind
 from integrations.connectors.kantata import mapping as kantata_mapping
 from integrations.connectors.netsuite import mapping as netsuite_mapping
 from integrations.connectors.salesforce import mapping as salesforce_mapping
-from integrations.models import LegalEntity, ProjectTemplate, SyncRun
+from integrations.models import ProjectTemplate, SyncRun
 
 from .base import Step, StepContext, Workflow
 from .failures import StepError
@@ -86,15 +86,11 @@ class LoadAmendment(Step):
             },
             source="amendment",
         )
-        ctx.run.business_key = deal_key
-        ctx.run.legal_entity_code = opp.legal_entity_code
-        ctx.run.region = (
-            LegalEntity.objects.filter(code=opp.legal_entity_code)
-            .values_list("region", flat=True)
-            .first()
-            or ""
+        ctx.route_to(
+            opp.legal_entity_code,
+            title=f"{opp.customer.name}: amendment to {amendment.new_total_value}",
+            business_key=deal_key,
         )
-        ctx.run.title = f"{opp.customer.name}: amendment to {amendment.new_total_value}"[:255]
         return {
             "amendment": amendment.model_dump(mode="json"),
             "opportunity": opp.model_dump(mode="json"),

@@ -26,7 +26,7 @@ from integrations.connectors.errors import ValidationError
 from integrations.connectors.kantata import mapping as kantata_mapping
 from integrations.connectors.netsuite import mapping as netsuite_mapping
 from integrations.connectors.salesforce import mapping as salesforce_mapping
-from integrations.models import LegalEntity, SyncRun
+from integrations.models import SyncRun
 
 from . import erp_customers
 from .base import Step, StepContext, Workflow
@@ -87,15 +87,11 @@ class LoadMilestone(Step):
                 connection_id=psa.pk,
             )
         opp = schemas.Opportunity.model_validate(handoff.context["fetch_deal"]["opportunity"])
-        ctx.run.business_key = deal_key
-        ctx.run.legal_entity_code = opp.legal_entity_code
-        ctx.run.region = (
-            LegalEntity.objects.filter(code=opp.legal_entity_code)
-            .values_list("region", flat=True)
-            .first()
-            or ""
+        ctx.route_to(
+            opp.legal_entity_code,
+            title=f"{opp.customer.name}: {completion.name}",
+            business_key=deal_key,
         )
-        ctx.run.title = f"{opp.customer.name}: {completion.name}"[:255]
         timeline.stamp(f"{deal_key}/milestone:{completion.psa_milestone_id}", "completed")
         return {
             "completion": completion.model_dump(mode="json"),

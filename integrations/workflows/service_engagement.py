@@ -63,14 +63,7 @@ class FetchDeal(Step):
                 entity_ref=deal_id(ctx),
                 details={"problems": exc.problems},
             ) from exc
-        ctx.run.title = f"{opp.customer.name}: {opp.name}"[:255]
-        ctx.run.legal_entity_code = opp.legal_entity_code[:20]
-        region = (
-            LegalEntity.objects.filter(code=opp.legal_entity_code)
-            .values_list("region", flat=True)
-            .first()
-        )
-        ctx.run.region = region or ""
+        ctx.route_to(opp.legal_entity_code, title=f"{opp.customer.name}: {opp.name}")
         if opp.is_closed and opp.is_won:
             # Business timestamps for the quote-to-project KPIs, from the CRM's own records.
             key = ctx.run.business_key
