@@ -229,6 +229,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sync-payment-status": {"task": "integrations.sync_all_payments", "schedule": 60.0},
     "collect-time-entries": {"task": "integrations.collect_all_time_entries", "schedule": 60.0},
+    "sync-assignments": {"task": "integrations.sync_all_assignments", "schedule": 300.0},
     "demo-traffic": {
         "task": "console.demo_traffic",
         "schedule": env.float("DEMO_TRAFFIC_INTERVAL_SECONDS", default=20.0),

@@ -288,6 +288,13 @@ RULES: dict[str, Rule] = {
         "Approved expenses hold data the ERP cannot take.",
         "Correct the expenses in the PSA; they are picked up again when they change.",
     ),
+    "assignment_invalid": Rule(
+        C.TIME_ENTRY_NOT_POSTABLE,
+        B,
+        TeamKind.PMO,
+        "Resource assignments in the PSA hold data the ERP cannot take.",
+        "Correct the assignments in the PSA; they are picked up again when they change.",
+    ),
     "posting_refused_by_erp": Rule(
         C.POSTING_REFUSED_BY_ERP,
         B,

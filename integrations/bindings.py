@@ -59,3 +59,10 @@ def canonical_key(connection: Connection, entity_type: str, external_id: str) ->
         .values_list("canonical_key", flat=True)
         .first()
     )
+
+
+def unbind(connection: Connection, entity_type: str, canonical_key: str) -> None:
+    """Forget a binding (the record was removed from the connected system)."""
+    ExternalBinding.objects.filter(
+        connection=connection, entity_type=entity_type, canonical_key=canonical_key
+    ).delete()

@@ -1,4 +1,5 @@
-"""Public service: queue a collection of approved time and expenses now (audited)."""
+"""Public services: queue a collection of approved time and expenses, or a synchronization
+of resource assignments, now (audited)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,17 @@ def queue_collection(psa: Connection, *, requested_by: User | None = None) -> No
         audit.record(
             "postings.collect.requested",
             f"Collection of approved time and expenses from {psa.name} requested",
+            actor=requested_by,
+            obj=psa,
+        )
+
+
+def queue_assignment_sync(psa: Connection, *, requested_by: User | None = None) -> None:
+    with transaction.atomic():
+        outbox.enqueue("integrations.sync_assignments", psa.pk, queue=queue_for(psa))
+        audit.record(
+            "assignments.sync.requested",
+            f"Synchronization of resource assignments from {psa.name} requested",
             actor=requested_by,
             obj=psa,
         )

@@ -8,6 +8,7 @@ from typing import Any
 from celery import shared_task
 
 from . import outbox, timeline
+from .assignments import sync_assignments
 from .choices import SystemKind, Vendor
 from .models import Connection
 from .payments import sync_payments
@@ -136,3 +137,14 @@ def bench_noop(counter: str) -> None:
     from .benchmarks.workers import redis_client
 
     redis_client().incr(counter)
+
+
+@shared_task(name="integrations.sync_assignments")
+def sync_assignments_task(psa_connection_id: int) -> dict:
+    result = sync_assignments(Connection.objects.get(pk=psa_connection_id))
+    return {"read": result.read, "synced": result.synced, "refused": result.refused}
+
+
+@shared_task(name="integrations.sync_all_assignments")
+def sync_all_assignments() -> int:
+    return _for_each_connection([sync_assignments_task], SystemKind.PSA, Vendor.KANTATA)

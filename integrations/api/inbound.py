@@ -233,3 +233,31 @@ class PostTimeAndExpenseView(APIView):
             )
         queue_collection(psa, requested_by=request.user)
         return Response({"status": "queued", "psa_connection": psa.pk}, status=202)
+
+
+class SynchronizeResourceAssignmentView(APIView):
+    """The synchronize-resource-assignment composite service: the PSA's assignments to the
+    ERP's project resource allocations now (instead of at the next five-minute run)."""
+
+    permission_classes = [IsIntegrationClient]
+
+    @extend_schema(
+        request=PostTimeAndExpenseSerializer,
+        responses={202: OpenApiResponse(description="synchronization queued")},
+    )
+    def post(self, request: Request) -> Response:
+        from ..models import Connection
+        from ..postings_api import queue_assignment_sync
+
+        form = PostTimeAndExpenseSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        psa = Connection.objects.filter(
+            pk=form.validated_data["psa_connection"], system="psa", enabled=True
+        ).first()
+        if psa is None:
+            return Response(
+                {"detail": "no enabled PSA connection with this id"},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        queue_assignment_sync(psa, requested_by=request.user)
+        return Response({"status": "queued", "psa_connection": psa.pk}, status=202)

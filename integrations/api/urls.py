@@ -35,4 +35,9 @@ urlpatterns = [
         inbound.PostTimeAndExpenseView.as_view(),
         name="post-time-and-expense",
     ),
+    path(
+        "services/synchronize-resource-assignment/",
+        inbound.SynchronizeResourceAssignmentView.as_view(),
+        name="synchronize-resource-assignment",
+    ),
 ]

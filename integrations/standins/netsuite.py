@@ -19,10 +19,10 @@ and for https://<account>.restlets.api.netsuite.com where RESTlets live):
   `?replace=<sublist>` replaces the sublist), PUT `eid:<externalId>` upsert (204 + Location;
   on an existing record it is an update, so sublist lines are ADDED unless `replace` names
   the sublist), DELETE (204). Record type names are case-insensitive, as in NetSuite.
-  Writable: customer, subsidiary, job, invoice, timeBill, expenseReport and the custom records
-  below. Read-only here (edit them through `/__standin__/`): currency, nexus, term, employee,
-  department, currencyRate, accountingPeriod, serviceSaleItem, salesTaxItem, expenseCategory,
-  customerPayment.
+  Writable: customer, subsidiary, job, invoice, timeBill, expenseReport, resourceAllocation
+  and the custom records below. Read-only here (edit them through `/__standin__/`):
+  currency, nexus, term, employee, department, currencyRate, accountingPeriod,
+  serviceSaleItem, salesTaxItem, expenseCategory, customerPayment.
 - Idempotency: `X-NetSuite-Idempotency-Key` with or without `Prefer: respond-async`. With
   respond-async the answer is 202 + `Location: /services/rest/async/v1/job/{id}`; the job, its
   task and `.../task/{id}/result` (the replayed original answer) can be read back. A repeated
@@ -33,11 +33,11 @@ and for https://<account>.restlets.api.netsuite.com where RESTlets live):
   account's date format, no time) unless formatted with TO_CHAR; TO_TIMESTAMP literals and
   stored datetimes are read as UTC (real NetSuite applies the user's time zone). Record
   datetimes are ISO 8601 UTC ("Using Datetime Fields"). Tables: customer, subsidiary,
-  currency, employee, department, currencyrate, accountingperiod, job, timebill, the custom
-  records, and `transaction` (invoices 'CustInvc', customer payments 'CustPymt' and expense
-  reports 'ExpRept'; `status` is the one-letter code, e.g. 'A' Open and 'B' Paid In Full for
-  invoices, as the saved-search ids 'CustInvc:A'/'CustInvc:B' suggest; not confirmed for
-  SuiteQL).
+  currency, employee, department, currencyrate, accountingperiod, job, timebill,
+  resourceallocation, the custom records, and `transaction` (invoices 'CustInvc', customer
+  payments 'CustPymt' and expense reports 'ExpRept'; `status` is the one-letter code, e.g.
+  'A' Open and 'B' Paid In Full for invoices, as the saved-search ids 'CustInvc:A'/'CustInvc:B'
+  suggest; not confirmed for SuiteQL).
 - `GET /services/rest/system/v1/governanceLimits`: the documented shape plus
   `inFlightRequests` (a stand-in extension). More than `concurrency_limit` simultaneous
   requests to the record, query, system, async and RESTlet services answer 429
@@ -87,6 +87,20 @@ the SuiteScript/SOAP records browsers and public client libraries, e.g. NetSweet
   per one transaction-currency unit, effectiveDate) and `job` (project: entityId,
   companyName, parent = the customer, subsidiary (must be the customer's), currency,
   startDate, projectedEndDate, comments, isInactive, externalId).
+- `resourceAllocation` (REST record id "resourceAllocation", Help Center "Resource
+  Allocation"; the Resource Allocations feature; SOAP records browser for the fields):
+  allocationResource (here: an active employee; NetSuite also takes vendors and generic
+  resources and only those marked Project Resource, which the stand-in does not model),
+  project (an existing job), startDate, endDate (end on or after start), allocationAmount
+  (> 0, two decimals), allocationUnit ("H" hours, the default, or "P" percent of time),
+  allocationType ("1" Hard, "2" Soft), notes, externalId. The records browser marks
+  resource, type, amount and both dates required (so does the stand-in: 400 USER_ERROR
+  "Please enter value(s) for: ..."). Not confirmed: the REST ids of the unit list ("H"/"P";
+  SOAP's enum is `_hours`/`_percentOfTime`, the Help Center's REST usage note on the unit
+  could not be read in full) and of the type list (1/2). Not modelled: projectTask,
+  numberHours/percentOfTime (derived by NetSuite from the resource's work calendar),
+  approvalStatus/nextApprover (SuiteFlow approvals), requestedBy, recurrence. The job's
+  "Resources" subtab (`jobResource`) is not served; a job with allocations cannot be deleted.
 - Custom records (REST serves them as `customrecord_<id>` with `custrecord_<id>` fields):
   `customrecord_tl_revenue_schedule` (name, custrecord_tl_contract, custrecord_tl_period,
   custrecord_tl_amount, custrecord_tl_currency (ISO code as text), isInactive; one record per
@@ -146,8 +160,8 @@ Seed (ids are stable across resets):
   salesTaxItem 1 S-GB 20 %, 2 Z-GB 0 %, 3 S-DE 19 %, 4 S-US 0 %; expenseCategory 1 Travel,
   2 Meals, 3 Accommodation, 4 Mileage, 5 Other.
 - No customers, jobs or transactions. Customers and jobs share the entity ids from 1001 up;
-  invoices, payments and expense reports share the transaction ids from 5001 up; time bills
-  and custom records count from 1.
+  invoices, payments and expense reports share the transaction ids from 5001 up; time bills,
+  resource allocations and custom records count from 1.
 - Account "TSTDRV1234567", client id "throughline-demo-client", trusted certificate id
   "throughline-demo-cert" (its key is read from the keys directory unless passed in). A second
   account, e.g. the legacy ERP of a phased migration ("TSTDRV7654321", `create_legacy_app`),

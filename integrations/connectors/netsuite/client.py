@@ -76,6 +76,11 @@ records browsers and public client libraries; see the stand-in's docstring for t
   schedule`, `customrecord_tl_billing_milestone`, see the stand-in for why not NetSuite's
   billingSchedule), one record per line keyed by externalId; lines that a new version of the
   schedule or plan no longer has are made inactive, never deleted (an audit trail stays).
+- People on projects are `resourceAllocation` records (REST record id confirmed by the Help
+  Center; the Resource Allocations feature must be enabled), upserted by externalId like
+  jobs. The job's `jobResource` sublist ("Resources" subtab) is not used: its lines carry no
+  external id. See the stand-in for the fields and what is not confirmed (the REST values of
+  allocationUnit "H"/"P" and of allocationType).
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ USAGE_LIMIT_CODE = "SSS_USAGE_LIMIT_EXCEEDED"
 NOT_FOUND_CODES = frozenset({"SSS_INVALID_SCRIPTLET_ID"})
 REVENUE_RECORD = "customrecord_tl_revenue_schedule"
 MILESTONE_RECORD = "customrecord_tl_billing_milestone"
+ALLOCATION_RECORD = "resourceAllocation"
 INTERNAL_ID = re.compile(r"^\d{1,18}$")
 
 RATE_LIMIT_CODES = frozenset(
@@ -531,6 +537,11 @@ class NetSuiteClient(ConnectorHttpClient):
     def upsert_job(self, external_id: str, body: dict[str, Any]) -> str:
         """Create or update the project (job) keyed by `external_id`; return its id."""
         return self.upsert_by_external_id("job", external_id, body)
+
+    def upsert_allocation(self, external_id: str, body: dict[str, Any]) -> str:
+        """Create or update the resource allocation (a person on a project) keyed by
+        `external_id` (a body from `allocation_from_assignment`); return its internal id."""
+        return self.upsert_by_external_id(ALLOCATION_RECORD, external_id, body)
 
     # -- revenue schedules and billing plans ---------------------------------------------
     def upsert_revenue_schedule(self, contract_key: str, lines: list[dict[str, Any]]) -> list[str]:

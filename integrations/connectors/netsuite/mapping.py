@@ -36,11 +36,21 @@ Project-to-cash and resource-to-finance:
   the canonical six places.
 - Project -> job body; RevenueSchedule -> one custom record body per line (the lines must sum
   to the schedule's total); Project milestones -> billing plan custom record bodies.
+- Assignment -> resourceAllocation body: allocationResource = the employee, project = the
+  job, allocationAmount in hours ("H") when `allocated_hours` is set, else 100 percent of
+  time ("P"), allocationType Hard ("1"), startDate/endDate from the assignment or else from
+  the `default_start`/`default_end` the caller passes (the job's dates; NetSuite requires both
+  dates on create, and Kantata participations carry none). 0 hours (an assignment that is no
+  longer current) is refused: NetSuite takes only more than 0; end the allocation instead.
+  The externalId is the source id when it is NetSuite-safe; otherwise every other character
+  becomes '_' and 8 hex digits of the id's SHA-256 are appended, so two ids never meet
+  ("assignment:7" -> "assignment_7-<hash>"). The task is not sent (no projectTask mapping).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -48,6 +58,7 @@ from typing import Any
 
 from integrations.canonical.errors import MappingError
 from integrations.canonical.schemas import (
+    Assignment,
     CostCentre,
     CostRate,
     Customer,
@@ -836,3 +847,68 @@ def billing_milestone_lines(project: Project) -> list[dict[str, Any]]:
         )
     _raise("project", problems)
     return bodies
+
+
+# -- resource allocations -----------------------------------------------------------------------
+UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_\-]")
+HARD_ALLOCATION = "1"
+
+
+def netsuite_external_id(source_id: str) -> str:
+    """A NetSuite-safe external id for a source id: unchanged when already safe, else the
+    unsafe characters replaced by '_' and a short hash of the original appended."""
+    safe = UNSAFE_ID_CHARS.sub("_", source_id)
+    if safe == source_id and safe:
+        return safe
+    digest = hashlib.sha256(source_id.encode("utf-8")).hexdigest()[:8]
+    return f"{safe[:200]}-{digest}"
+
+
+def allocation_from_assignment(
+    assignment: Assignment,
+    *,
+    employee_id: str,
+    job_id: str,
+    default_start: dt.date | None = None,
+    default_end: dt.date | None = None,
+) -> dict[str, Any]:
+    """A resourceAllocation body, for `upsert_allocation(body["externalId"], body)`."""
+    problems: list[dict[str, Any]] = []
+    _need_ids(problems, employee_id=employee_id, job_id=job_id)
+    hours = assignment.allocated_hours
+    if hours is not None and hours <= 0:
+        problems.append(
+            {
+                "field": "allocated_hours",
+                "problem": "NetSuite allocates more than 0 hours: an assignment with 0 hours "
+                "is no longer current, end its allocation instead",
+                "type": "value_error",
+            }
+        )
+    start = assignment.start_date or default_start
+    end = assignment.end_date or default_end
+    if start is not None and end is not None and end < start:
+        problems.append(
+            {
+                "field": "end_date",
+                "problem": f"the end date {end} is before the start date {start}",
+                "type": "value_error",
+            }
+        )
+    amount: float = 100.0
+    if hours is not None:
+        amount = _wire(hours, "allocated_hours", problems)
+    _raise("assignment", problems)
+    body: dict[str, Any] = {
+        "externalId": netsuite_external_id(assignment.source_id),
+        "allocationResource": {"id": employee_id},
+        "project": {"id": job_id},
+        "allocationAmount": amount,
+        "allocationUnit": {"id": "H" if hours is not None else "P"},
+        "allocationType": {"id": HARD_ALLOCATION},
+    }
+    if start is not None:
+        body["startDate"] = start.isoformat()
+    if end is not None:
+        body["endDate"] = end.isoformat()
+    return body
