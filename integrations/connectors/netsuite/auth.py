@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives import serialization
 
 from ..auth import OAuthTokenAuth, Token
 from ..errors import AuthError, ResponseShapeError
+from ..keys import load_private_key
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,7 @@ class NetSuiteM2MAuth(OAuthTokenAuth):
         self.scope = scope
         self.assertion_lifetime = min(max(assertion_lifetime, 30), 3600)
         try:
-            self._key = serialization.load_pem_private_key(
-                private_key.encode("utf-8"), password=None
-            )
+            self._key = load_private_key(private_key)
         except (ValueError, TypeError, AttributeError) as exc:
             raise AuthError(
                 "the NetSuite private key is not a readable unencrypted PEM key",

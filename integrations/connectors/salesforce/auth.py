@@ -26,10 +26,10 @@ from typing import Any
 import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ..auth import OAuthTokenAuth, Token
 from ..errors import AuthError, ResponseShapeError
+from ..keys import load_private_key as parse_private_key
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 #: how far ahead the assertion expires (Salesforce asks for about 3 minutes at most)
@@ -41,7 +41,7 @@ def load_private_key(pem: str | bytes) -> RSAPrivateKey:
     """Load an unencrypted PEM RSA private key, or raise AuthError saying what is wrong."""
     data = pem.encode() if isinstance(pem, str) else pem
     try:
-        key = load_pem_private_key(data, password=None)
+        key = parse_private_key(data)
     except (ValueError, TypeError) as exc:
         raise AuthError(
             "the Salesforce private key is not an unencrypted PEM private key",
