@@ -79,6 +79,11 @@ ERP_ROUTES = [
     ("DE01", ErpDocument.PROJECT, "cloud", "2027-04-01"),
 ]
 KANTATA_TOKEN = "kantata-demo-token"
+#: (Kantata vendor id, NetSuite vendor id, canonical key) of the demo's subcontractors
+SUBCONTRACTORS = [
+    ("1", "301", "vendor:apex-data-consulting"),
+    ("2", "302", "vendor:blue-ridge-analytics"),
+]
 
 
 @dataclass
@@ -121,6 +126,7 @@ def seed(
     """Create (or bring up to date) everything the demo needs."""
     urls = urls or standin_urls()
     keys_dir = Path(keys_dir or settings.STANDIN_KEYS_DIR)
+    pending_vendor_bindings: list[tuple[str, str]] = []
     users = []
     for slug, name, kind, username, role, queue_names in TEAMS:
         team, _ = Team.objects.get_or_create(slug=slug, defaults={"name": name, "kind": kind})
@@ -220,6 +226,11 @@ def seed(
     legacy.save()
     for code, *_rest, subsidiary_id in LEGAL_ENTITIES:
         bindings.bind(legacy, "legal_entity", code, subsidiary_id)
+    # Subcontractors: the PSA's vendor ids and the ERPs' vendor records, one key for both.
+    for psa_vendor, erp_vendor, key in SUBCONTRACTORS:
+        for erp in (netsuite, legacy):
+            bindings.bind(erp, "vendor", key, erp_vendor)
+        pending_vendor_bindings.append((psa_vendor, key))
     erps = {"cloud": netsuite, "legacy": legacy}
     for code, document, erp, start in ERP_ROUTES:
         ErpRoute.objects.update_or_create(
@@ -235,6 +246,8 @@ def seed(
     kantata.settings = {"api_user_id": "1"}  # the token's user: its changes are our echoes
     kantata.set_secrets({"access_token": KANTATA_TOKEN})
     kantata.save()
+    for psa_vendor, key in pending_vendor_bindings:
+        bindings.bind(kantata, "vendor", key, psa_vendor)
     return DemoResult(
         users=users, connections=[salesforce.name, netsuite.name, legacy.name, kantata.name]
     )

@@ -295,6 +295,13 @@ RULES: dict[str, Rule] = {
         "Resource assignments in the PSA hold data the ERP cannot take.",
         "Correct the assignments in the PSA; they are picked up again when they change.",
     ),
+    "vendor_not_in_erp": Rule(
+        C.TIME_ENTRY_NOT_POSTABLE,
+        B,
+        TeamKind.FINANCE,
+        "Subcontractor charges name a vendor the ERP that receives them does not know.",
+        "Create the vendor in the ERP (or link the PSA's vendor to it), then collect again.",
+    ),
     "posting_refused_by_erp": Rule(
         C.POSTING_REFUSED_BY_ERP,
         B,

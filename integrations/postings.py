@@ -22,10 +22,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import outbox
+from . import bindings, outbox
 from .canonical import schemas
 from .canonical.errors import MappingError
 from .choices import ErpDocument
+from .connectors.errors import ValidationError as ConnectorValidationError
 from .connectors.kantata import mapping as kantata_mapping
 from .connectors.netsuite import mapping as netsuite_mapping
 from .connectors.registry import build_client
@@ -48,6 +49,12 @@ logger = logging.getLogger(__name__)
 
 TIME_STREAM = "kantata.time_entries"
 BATCH_SIZE = 500
+#: ERP record type -> (PSA subject, model named on the PSA's reference)
+REFERENCE_MODELS = {
+    "timeBill": ("TimeEntry", "TimeBill"),
+    "expenseReport": ("Expense", "ExpenseReport"),
+    "vendorBill": ("Expense", "VendorBill"),
+}
 
 
 @dataclass
@@ -200,6 +207,25 @@ class _ExpenseCollector(_Collector):
     record_type = "expenseReport"
     prefix = "expense"
 
+    def __init__(self, psa: Connection) -> None:
+        super().__init__(psa)
+        self.charges = _ChargeCollector(psa)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        if entry.get("vendor_id"):
+            self.charges.add(entry)  # a subcontractor's charge, not an employee's expense
+        else:
+            super().add(entry)
+
+    def flush(self, *, final: bool) -> None:
+        super().flush(final=final)
+        self.charges.flush(final=final)
+        for name in ("read", "batched", "rejected"):
+            setattr(
+                self.result, name, getattr(self.result, name) + getattr(self.charges.result, name)
+            )
+        self.result.batches += self.charges.result.batches
+
     def canonical(self, entry: dict[str, Any], project: Project) -> Any:
         expense = kantata_mapping.expense_from_kantata(entry, project_key=project.deal_key)
         if expense.amount >= settings.EXPENSE_RECEIPT_THRESHOLD and not expense.receipt_attached:
@@ -235,6 +261,63 @@ class _ExpenseCollector(_Collector):
         return expense
 
 
+class _ChargeCollector(_Collector):
+    """Subcontractor charges: approved PSA expenses with a vendor, billed to that vendor in
+    the ERP (a vendor bill tied to the project's job), keyed by the PSA expense id."""
+
+    record_type = "vendorBill"
+    prefix = "charge"
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.result.read += 1
+        workspace = str(entry.get("workspace_id"))
+        if workspace not in self.projects:
+            self.projects[workspace] = _projects(self.psa, {workspace}).get(workspace)
+        project = self.projects[workspace]
+        entry_id = str(entry.get("id"))
+        if project is None:
+            self.rejected[("time_entry_on_unknown_project", workspace)].append(entry_id)
+            return
+        if not project.job_id or not project.subsidiary_id:
+            self.rejected[("project_not_in_erp", workspace)].append(entry_id)
+            return
+        vendor_key = bindings.canonical_key(self.psa, "vendor", str(entry.get("vendor_id")))
+        vendor_id = bindings.lookup(project.erp, "vendor", vendor_key) if vendor_key else None
+        if vendor_id is None:
+            self.rejected[("vendor_not_in_erp", workspace)].append(entry_id)
+            return
+        try:
+            expense = kantata_mapping.expense_from_kantata(entry, project_key=project.deal_key)
+            charge = schemas.validate(
+                schemas.SubcontractorCharge,
+                {
+                    "source_id": expense.source_id,
+                    "vendor_name": (vendor_key or "").removeprefix("vendor:") or "vendor",
+                    "project_key": project.deal_key,
+                    "amount": expense.amount,
+                    "currency": expense.currency,
+                    "incurred_on": expense.spent_on,
+                },
+                source="kantata expense",
+            )
+        except MappingError:
+            self.rejected[("expense_entry_invalid", workspace)].append(entry_id)
+            return
+        group = self.groups[project.erp.pk]
+        group.append(
+            {
+                "entry": charge.model_dump(mode="json"),
+                "vendor_id": vendor_id,
+                "job_id": project.job_id,
+                "subsidiary_id": project.subsidiary_id,
+            }
+        )
+        if len(group) >= BATCH_SIZE:
+            with transaction.atomic():
+                self._hand_off(project.erp.pk, group[:BATCH_SIZE])
+            del group[:BATCH_SIZE]
+
+
 EXPENSE_STREAM = "kantata.expenses"
 
 
@@ -244,6 +327,20 @@ def collect_expenses(psa: Connection) -> CollectResult:
 
 
 def _bodies(batch: PostingBatch, client: Any) -> list[dict[str, Any]]:
+    if batch.record_type == "vendorBill":
+        currencies = netsuite_mapping.currency_ids(
+            client.suiteql("SELECT id, symbol FROM currency")
+        )
+        return [
+            netsuite_mapping.vendor_bill_from_charge(
+                schemas.SubcontractorCharge.model_validate(item["entry"]),
+                vendor_id=item["vendor_id"],
+                job_id=item["job_id"],
+                subsidiary_id=item["subsidiary_id"],
+                currency_id=currencies[item["entry"]["currency"]],
+            )
+            for item in batch.entries
+        ]
     if batch.record_type == "expenseReport":
         currencies = netsuite_mapping.currency_ids(
             client.suiteql("SELECT id, symbol FROM currency")
@@ -269,6 +366,19 @@ def _bodies(batch: PostingBatch, client: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _upsert_vendor_bill(client: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """One vendor bill, answered like a bulk-post result."""
+    try:
+        bill_id = client.upsert_vendor_bill(body["externalId"], body)
+    except ConnectorValidationError as exc:
+        return {
+            "externalId": body["externalId"],
+            "status": "error",
+            "error": {"code": exc.vendor_code or "refused", "message": exc.message},
+        }
+    return {"externalId": body["externalId"], "status": "created", "id": bill_id}
+
+
 def post_batch(batch_id: int) -> PostingBatch:
     batch = PostingBatch.objects.select_related("erp", "psa").get(pk=batch_id)
     if batch.status in (PostingBatch.Status.POSTED, PostingBatch.Status.PARTIAL):
@@ -276,7 +386,11 @@ def post_batch(batch_id: int) -> PostingBatch:
     buffer = CallBuffer()
     client = build_client(batch.erp, on_call=buffer)
     try:
-        results = client.post_batch(batch.record_type, _bodies(batch, client))
+        bodies = _bodies(batch, client)
+        if batch.record_type == "vendorBill":  # few, through the record service
+            results = [_upsert_vendor_bill(client, body) for body in bodies]
+        else:
+            results = client.post_batch(batch.record_type, bodies)
     except Exception as exc:
         batch.status = PostingBatch.Status.FAILED
         batch.error = str(exc)[:500]
@@ -342,11 +456,12 @@ def report_postings(batch_id: int) -> int:
     try:
         for item in batch.entries:
             if item.get("erp_id"):
+                subject, model = REFERENCE_MODELS[batch.record_type]
                 client.set_reference(
-                    "Expense" if batch.record_type == "expenseReport" else "TimeEntry",
+                    subject,
                     item["entry"]["source_id"],
                     ref=item["erp_id"],
-                    model="ExpenseReport" if batch.record_type == "expenseReport" else "TimeBill",
+                    model=model,
                     status="synced",
                 )
                 written += 1

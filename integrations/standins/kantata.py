@@ -1984,9 +1984,11 @@ class KantataApi:
             record["receipt_id"] = None if rid is None else _record_id(rid, "receipt_id")
         if "story_id" in fields:
             record["story_id"] = self._story_in(fields["story_id"], workspace_id)
-        for name in ("expense_category_id", "vendor_id"):  # accepted; not modelled
-            if fields.get(name) is not None:
-                _record_id(fields[name], name)
+        if fields.get("expense_category_id") is not None:  # accepted; not modelled
+            _record_id(fields["expense_category_id"], "expense_category_id")
+        if "vendor_id" in fields:  # the subcontractor a charge is from
+            vid = fields["vendor_id"]
+            record["vendor_id"] = None if vid is None else _record_id(vid, "vendor_id")
         return record
 
     def _build_assignment(

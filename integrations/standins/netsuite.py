@@ -19,10 +19,11 @@ and for https://<account>.restlets.api.netsuite.com where RESTlets live):
   `?replace=<sublist>` replaces the sublist), PUT `eid:<externalId>` upsert (204 + Location;
   on an existing record it is an update, so sublist lines are ADDED unless `replace` names
   the sublist), DELETE (204). Record type names are case-insensitive, as in NetSuite.
-  Writable: customer, subsidiary, job, invoice, timeBill, expenseReport, resourceAllocation
-  and the custom records below. Read-only here (edit them through `/__standin__/`):
-  currency, nexus, term, employee, department, currencyRate, accountingPeriod,
-  serviceSaleItem, salesTaxItem, expenseCategory, customerPayment.
+  Writable: customer, subsidiary, job, invoice, timeBill, expenseReport, resourceAllocation,
+  vendorBill and the custom records below. Read-only here (edit them through
+  `/__standin__/`): currency, nexus, term, employee, department, currencyRate,
+  accountingPeriod, serviceSaleItem, salesTaxItem, expenseCategory, customerPayment, vendor,
+  account.
 - Idempotency: `X-NetSuite-Idempotency-Key` with or without `Prefer: respond-async`. With
   respond-async the answer is 202 + `Location: /services/rest/async/v1/job/{id}`; the job, its
   task and `.../task/{id}/result` (the replayed original answer) can be read back. A repeated
@@ -34,8 +35,9 @@ and for https://<account>.restlets.api.netsuite.com where RESTlets live):
   stored datetimes are read as UTC (real NetSuite applies the user's time zone). Record
   datetimes are ISO 8601 UTC ("Using Datetime Fields"). Tables: customer, subsidiary,
   currency, employee, department, currencyrate, accountingperiod, job, timebill,
-  resourceallocation, the custom records, and `transaction` (invoices 'CustInvc', customer
-  payments 'CustPymt' and expense reports 'ExpRept'; `status` is the one-letter code, e.g.
+  resourceallocation, vendor, the custom records, and `transaction` (invoices 'CustInvc',
+  customer payments 'CustPymt', expense reports 'ExpRept' and vendor bills 'VendBill';
+  `status` is the one-letter code, e.g.
   'A' Open and 'B' Paid In Full for invoices, as the saved-search ids 'CustInvc:A'/'CustInvc:B'
   suggest; not confirmed for SuiteQL).
 - `GET /services/rest/system/v1/governanceLimits`: the documented shape plus
@@ -101,6 +103,35 @@ the SuiteScript/SOAP records browsers and public client libraries, e.g. NetSweet
   numberHours/percentOfTime (derived by NetSuite from the resource's work calendar),
   approvalStatus/nextApprover (SuiteFlow approvals), requestedBy, recurrence. The job's
   "Resources" subtab (`jobResource`) is not served; a job with allocations cannot be deleted.
+- `vendor` (REST record id "vendor", confirmed by the Help Center; read-only here):
+  entityId, companyName, isPerson, subsidiary, currency, email, expenseAccount (the vendor's
+  "Default Expense Account", SOAP's Vendor.expenseAccount), isInactive, externalId. One
+  subsidiary and one currency per vendor: the multi-subsidiary vendor
+  (vendorSubsidiaryRelationship) and the vendor's currency sublist are not modelled.
+- `account` (read-only): acctNumber, acctName, acctType ("Expense"), isInactive; only what
+  vendor bill lines reference.
+- `vendorBill` (REST record id "vendorBill" and the create sample `{"entity": {"id"}, "item":
+  {"items": [...]}}` confirmed by the Help Center's "Vendor Bill" page): entity (an active
+  vendor), subsidiary (must be the vendor's), currency (default and only value: the vendor's;
+  a real vendor may have several currencies), tranDate (required; closed periods refused as
+  for invoices, and so is a period whose `apLocked` is set), dueDate (default tranDate: vendor
+  terms are not modelled), tranId (on a bill this is the vendor's reference number, typed in,
+  not numbered by NetSuite), memo, externalId, and the `expense` sublist (lines: account, amount
+  > 0, memo, customer = the "Customer:Project" the cost is for (an active job or customer),
+  isBillable). The stand-in computes `total` (the sum of the lines: tax is not modelled on
+  bills), assigns `postingPeriod` and sets status "A" Open (transaction status list
+  'VendBill:A' Open, 'B' Paid In Full, 'C' Cancelled, 'D' Pending Approval, 'E' Rejected:
+  the letters are the saved-search ids, not confirmed for REST). The sublist names `expense`
+  and `item` come from the SuiteScript records browser (N/record, as public typings such as
+  NetSuite FastTrack Toolkit declare them) and the SOAP schema (VendorBillExpenseList of
+  VendorBillExpense: account, amount, memo, customer, isBillable, category, department,
+  class, location, taxCode; NetSweet/netsuite). Not confirmed for REST: the camelCase line
+  field ids (taken to be the SOAP names), that NetSuite sources the vendor's default expense
+  account onto a line sent without one (the stand-in does; a line with neither is refused
+  "Please enter value(s) for: Account"), and that a billable line needs a customer (the
+  stand-in refuses one without). Not modelled: the `item` sublist, approvals (approvalStatus),
+  taxes, payments, line department/class/location, and whether a line's customer must belong
+  to the bill's subsidiary.
 - Custom records (REST serves them as `customrecord_<id>` with `custrecord_<id>` fields):
   `customrecord_tl_revenue_schedule` (name, custrecord_tl_contract, custrecord_tl_period,
   custrecord_tl_amount, custrecord_tl_currency (ISO code as text), isInactive; one record per
@@ -156,12 +187,15 @@ Seed (ids are stable across resets):
   108 is inactive and has no labour cost.
 - currencyRate 1-6 effective on the day of the reset (USD, GBP and EUR against each base
   currency), 7-12 the same pairs effective 30 days earlier.
+- vendor 301 "Apex Data Consulting" (subsidiary 2, GBP, externalId "TL-VENDOR-301") and 302
+  "Blue Ridge Analytics" (subsidiary 1, USD, "TL-VENDOR-302"), both with default expense
+  account 1; account 1 "5100 Subcontractor Costs", 2 "5190 Legacy Subcontracting" (inactive).
 - serviceSaleItem 1 "Professional Services", 2 "Milestone Billing", 3 "Expense Rebill";
   salesTaxItem 1 S-GB 20 %, 2 Z-GB 0 %, 3 S-DE 19 %, 4 S-US 0 %; expenseCategory 1 Travel,
   2 Meals, 3 Accommodation, 4 Mileage, 5 Other.
 - No customers, jobs or transactions. Customers and jobs share the entity ids from 1001 up;
-  invoices, payments and expense reports share the transaction ids from 5001 up; time bills,
-  resource allocations and custom records count from 1.
+  invoices, payments, expense reports and vendor bills share the transaction ids from 5001 up;
+  time bills, resource allocations and custom records count from 1.
 - Account "TSTDRV1234567", client id "throughline-demo-client", trusted certificate id
   "throughline-demo-cert" (its key is read from the keys directory unless passed in). A second
   account, e.g. the legacy ERP of a phased migration ("TSTDRV7654321", `create_legacy_app`),
@@ -502,6 +536,7 @@ class Outcome:
 REVENUE_RECORD = "customrecord_tl_revenue_schedule"
 MILESTONE_RECORD = "customrecord_tl_billing_milestone"
 ALLOCATION_RECORD = "resourceallocation"
+VENDOR_BILL = "vendorbill"
 #: resourceAllocation list values: allocationUnit (REST ids "H"/"P" as Throughline uses them;
 #: SOAP's enum is _hours/_percentOfTime) and allocationType (1 Hard, 2 Soft: ids not confirmed)
 ALLOCATION_UNITS = {"H": "Hours", "P": "Percent of Time"}
@@ -527,6 +562,9 @@ RECORD_TYPES = (
     REVENUE_RECORD,
     MILESTONE_RECORD,
     ALLOCATION_RECORD,
+    "vendor",
+    "account",
+    VENDOR_BILL,
 )
 WRITABLE_TYPES = (
     "customer",
@@ -538,8 +576,9 @@ WRITABLE_TYPES = (
     REVENUE_RECORD,
     MILESTONE_RECORD,
     ALLOCATION_RECORD,
+    VENDOR_BILL,
 )
-TRANSACTION_TYPES = ("invoice", "customerpayment", "expensereport", "timebill")
+TRANSACTION_TYPES = ("invoice", "customerpayment", "expensereport", "timebill", VENDOR_BILL)
 #: record types that share one internal id sequence, as entities and transactions do
 ID_GROUPS = {
     "customer": "entity",
@@ -547,6 +586,7 @@ ID_GROUPS = {
     "invoice": "transaction",
     "customerpayment": "transaction",
     "expensereport": "transaction",
+    VENDOR_BILL: "transaction",
 }
 TRAN_PREFIXES = {"invoice": "INV-", "customerpayment": "PYMT-", "expensereport": "EXP-"}
 STATUS_NAMES: dict[str, dict[str, str]] = {
@@ -560,6 +600,13 @@ STATUS_NAMES: dict[str, dict[str, str]] = {
         "E": "Rejected by Accounting",
         "F": "Approved by Accounting",
         "I": "Paid In Full",
+    },
+    VENDOR_BILL: {
+        "A": "Open",
+        "B": "Paid In Full",
+        "C": "Cancelled",
+        "D": "Pending Approval",
+        "E": "Rejected",
     },
 }
 BULK_TYPES = {"timebill": "timebill", "expensereport": "expensereport"}
@@ -803,6 +850,43 @@ class NetSuiteState(StandinState):
         self.table(REVENUE_RECORD)
         self.table(MILESTONE_RECORD)
         self.table(ALLOCATION_RECORD)
+        self._seed_payables(seeded)
+
+    def _seed_payables(self, seeded: str) -> None:
+        """The expense accounts and subcontractor vendors vendor bills use."""
+        accounts = self.table("account")
+        for aid, number, name, inactive in (
+            ("1", "5100", "Subcontractor Costs", False),
+            ("2", "5190", "Legacy Subcontracting", True),
+        ):
+            accounts[aid] = {
+                "id": aid,
+                "acctNumber": number,
+                "acctName": name,
+                "acctType": "Expense",
+                "isInactive": inactive,
+                "lastModifiedDate": seeded,
+            }
+        vendors = self.table("vendor")
+        for vid, name, sub, currency, email in (
+            ("301", "Apex Data Consulting", "2", "2", "accounts@apex-data.example"),
+            ("302", "Blue Ridge Analytics", "1", "1", "billing@blueridge-analytics.example"),
+        ):
+            vendors[vid] = {
+                "id": vid,
+                "externalId": f"TL-VENDOR-{vid}",
+                "entityId": f"VEND{vid}",
+                "companyName": name,
+                "isPerson": False,
+                "subsidiary": sub,
+                "currency": currency,
+                "email": email,
+                "expenseAccount": "1",
+                "isInactive": False,
+                "dateCreated": seeded,
+                "lastModifiedDate": seeded,
+            }
+        self.table(VENDOR_BILL)
 
     @staticmethod
     def _subsidiary(sid: str, name: str, country: str, currency: str, at: str) -> dict[str, Any]:
@@ -1179,6 +1263,14 @@ REFERENCE_FIELDS: dict[str, dict[str, str]] = {
     },
     MILESTONE_RECORD: {"custrecord_tl_bm_job": "job"},
     ALLOCATION_RECORD: {"allocationResource": "employee", "project": "job"},
+    "vendor": {"subsidiary": "subsidiary", "currency": "currency", "expenseAccount": "account"},
+    "account": {},
+    VENDOR_BILL: {
+        "entity": "vendor",
+        "subsidiary": "subsidiary",
+        "currency": "currency",
+        "postingPeriod": "accountingperiod",
+    },
 }
 #: select fields whose values come from a fixed list, rendered as {id, refName}
 LIST_FIELDS: dict[tuple[str, str], dict[str, str]] = {
@@ -1196,6 +1288,7 @@ NUMBER_FIELDS: dict[str, frozenset[str]] = {
     REVENUE_RECORD: frozenset({"custrecord_tl_amount"}),
     MILESTONE_RECORD: frozenset({"custrecord_tl_bm_amount"}),
     ALLOCATION_RECORD: frozenset({"allocationAmount"}),
+    VENDOR_BILL: frozenset({"total"}),
 }
 SUBLISTS: dict[str, tuple[str, ...]] = {
     "customer": ("taxRegistration",),
@@ -1203,6 +1296,7 @@ SUBLISTS: dict[str, tuple[str, ...]] = {
     "invoice": ("item",),
     "expensereport": ("expense",),
     "customerpayment": ("apply",),
+    VENDOR_BILL: ("expense",),
 }
 LINE_REFS: dict[tuple[str, str], dict[str, str]] = {
     ("invoice", "item"): {"item": "servicesaleitem", "taxCode": "salestaxitem"},
@@ -1212,16 +1306,18 @@ LINE_REFS: dict[tuple[str, str], dict[str, str]] = {
         "customer": "job",
     },
     ("customerpayment", "apply"): {"doc": "invoice"},
+    (VENDOR_BILL, "expense"): {"account": "account", "customer": "job"},
 }
 LINE_NUMBERS: dict[tuple[str, str], frozenset[str]] = {
     ("invoice", "item"): frozenset({"quantity", "rate", "amount", "taxRate1", "tax1Amt"}),
     ("expensereport", "expense"): frozenset({"amount", "foreignAmount"}),
     ("customerpayment", "apply"): frozenset({"amount"}),
+    (VENDOR_BILL, "expense"): frozenset({"amount"}),
 }
 
 
 def ref_name(record_type: str, record: dict[str, Any]) -> str:
-    if record_type == "customer":
+    if record_type in ("customer", "vendor"):
         return f"{record.get('entityId') or ''} {record.get('companyName') or ''}".strip()
     if record_type == "nexus":
         return str(record.get("description") or record.get("country") or "")
@@ -1235,6 +1331,10 @@ def ref_name(record_type: str, record: dict[str, Any]) -> str:
         return str(record.get("itemId") or record.get("id"))
     if record_type in TRAN_PREFIXES:
         return f"#{record.get('tranId') or record.get('id')}"
+    if record_type == "account":
+        return f"{record.get('acctNumber') or ''} {record.get('acctName') or ''}".strip()
+    if record_type == VENDOR_BILL:
+        return f"Bill #{record.get('tranId') or record.get('id')}"
     return str(record.get("name") or record.get("id"))
 
 
@@ -2374,6 +2474,158 @@ def apply_allocation(
     return record
 
 
+VENDOR_BILL_FIELDS = frozenset(
+    {
+        "externalId",
+        "entity",
+        "subsidiary",
+        "currency",
+        "tranDate",
+        "dueDate",
+        "tranId",
+        "memo",
+        "postingPeriod",
+        "expense",
+    }
+)
+#: on a vendor bill `tranId` is the vendor's reference number, typed in (not read-only)
+VENDOR_BILL_READ_ONLY = TRAN_READ_ONLY - {"tranId"}
+VENDOR_BILL_LINE_FIELDS = frozenset(
+    {"links", "line", "id", "account", "amount", "memo", "customer", "isBillable"}
+)
+
+
+def _payables_period(state: NetSuiteState, day: date, path: str = "tranDate") -> str | None:
+    """The posting period of a payables transaction dated `day`: refused when closed (as any
+    transaction) or locked for Accounts Payable (`apLocked`)."""
+    period_id = state.check_period(day, path)
+    period = state.table("accountingperiod").get(str(period_id)) if period_id else None
+    if period is not None and period.get("apLocked") is True:
+        raise _bad(
+            path, f"{PERIOD_CLOSED} The period {period.get('periodName')} is locked for A/P."
+        )
+    return period_id
+
+
+def _vendor_bill_line(
+    state: NetSuiteState, line: dict[str, Any], target: dict[str, Any], base: str
+) -> None:
+    _line_fields(line, VENDOR_BILL_LINE_FIELDS, base)
+    if "account" in line:
+        target["account"] = (
+            None
+            if line["account"] is None
+            else _reference(state, line, "account", "account", path=f"{base}.account", active=True)
+        )
+    if "amount" in line:
+        target["amount"] = money_text(
+            _amount(line["amount"], f"{base}.amount", "amount", positive=True)
+        )
+    if "memo" in line:
+        target["memo"] = _text(line, "memo", 4000, f"{base}.memo")
+    if "customer" in line:
+        target["customer"] = (
+            None
+            if line["customer"] is None
+            else _customer_or_project(state, line, "customer", path=f"{base}.customer")
+        )
+    if "isBillable" in line:
+        if not isinstance(line["isBillable"], bool):
+            raise _bad(
+                f"{base}.isBillable", "Invalid value for field isBillable: expected true or false."
+            )
+        target["isBillable"] = line["isBillable"]
+    if not target.get("amount"):
+        raise _bad(f"{base}.amount", "Please enter value(s) for: Amount")
+    if target.get("isBillable") and not target.get("customer"):
+        raise _bad(f"{base}.customer", "Please enter value(s) for: Customer")
+
+
+def apply_vendorbill(
+    state: NetSuiteState,
+    body: dict[str, Any],
+    current: dict[str, Any] | None,
+    *,
+    replace: frozenset[str],
+) -> dict[str, Any]:
+    """Validate a vendor bill write (a payable to a vendor, its costs charged to projects on
+    the `expense` lines), compute its total and return the record to store."""
+    _check_fields(body, VENDOR_BILL_FIELDS, "vendorBill", VENDOR_BILL_READ_ONLY)
+    if current is not None and (booked := _day_of(current)) is not None:
+        _payables_period(state, booked)  # a bill in a closed or A/P-locked period stays put
+    record = dict(current or {})
+    creating = current is None
+    _external_id(body, record)
+    if "entity" in body:
+        record["entity"] = _reference(state, body, "entity", "vendor", active=True)
+    if not record.get("entity"):
+        raise _bad("entity", "Please enter value(s) for: Vendor")
+    vendor = state.table("vendor").get(str(record["entity"])) or {}
+    home = ref_id(vendor.get("subsidiary"))
+    if "subsidiary" in body:
+        record["subsidiary"] = _reference(state, body, "subsidiary", "subsidiary")
+    record["subsidiary"] = record.get("subsidiary") or home
+    if record["subsidiary"] != home:
+        raise _bad(
+            "subsidiary",
+            f"The vendor {ref_name('vendor', vendor)} is not assigned to subsidiary "
+            f"{record['subsidiary']}.",
+        )
+    if "currency" in body:
+        record["currency"] = _reference(state, body, "currency", "currency")
+    own_currency = ref_id(vendor.get("currency"))
+    record["currency"] = record.get("currency") or own_currency
+    if record["currency"] != own_currency:
+        raise _bad(
+            "currency",
+            f"Invalid currency reference key {record['currency']} for entity "
+            f"{record['entity']}: the vendor is billed in currency {own_currency}.",
+        )
+    if "tranDate" in body:
+        record["tranDate"] = _date(body["tranDate"], "tranDate")
+    day = _day_of(record)
+    if day is None:
+        raise _bad("tranDate", "Please enter value(s) for: Date")
+    period = _payables_period(state, day)
+    if "postingPeriod" in body:
+        chosen = _reference(state, body, "postingPeriod", "accountingperiod")
+        if chosen != period:
+            raise _bad("postingPeriod", PERIOD_CLOSED)
+    record["postingPeriod"] = period
+    if "dueDate" in body:
+        record["dueDate"] = None if body["dueDate"] is None else _date(body["dueDate"], "dueDate")
+    record["dueDate"] = record.get("dueDate") or day.isoformat()
+    if "tranId" in body:
+        record["tranId"] = _text(body, "tranId", 45)
+    if "memo" in body:
+        record["memo"] = _text(body, "memo", 999)
+    if "expense" in body:
+        record["expense"] = _merge_sublist(
+            state,
+            record,
+            "expense",
+            body["expense"],
+            replace=creating or "expense" in replace,
+            apply_line=_vendor_bill_line,
+        )
+    lines = sublist_lines(state, record, "expense")
+    if not lines:
+        raise _bad("expense", "You must enter at least one line item for this transaction.")
+    default_account = ref_id(vendor.get("expenseAccount"))
+    for index, line in enumerate(lines):
+        if not line.get("account"):
+            if default_account is None:
+                raise _bad(f"expense.items[{index}].account", "Please enter value(s) for: Account")
+            line["account"] = default_account
+        line.setdefault("isBillable", False)
+    record["expense"] = lines
+    record["total"] = money_text(
+        sum((to_decimal(x.get("amount")) or Decimal(0) for x in lines), Decimal(0))
+    )
+    record.setdefault("status", "A")
+    return record
+
+
 APPLY: dict[str, Callable[..., dict[str, Any]]] = {
     "customer": apply_customer,
     "subsidiary": apply_subsidiary,
@@ -2384,6 +2636,7 @@ APPLY: dict[str, Callable[..., dict[str, Any]]] = {
     REVENUE_RECORD: apply_revenue_line,
     MILESTONE_RECORD: apply_billing_milestone,
     ALLOCATION_RECORD: apply_allocation,
+    VENDOR_BILL: apply_vendorbill,
 }
 
 
@@ -2543,6 +2796,20 @@ SUITEQL_COLUMNS.update(
             "custrecord_tl_bm_completed": "custrecord_tl_bm_completed",
             "lastmodified": "lastModifiedDate",
         },
+        "vendor": {
+            "id": "id",
+            "entityid": "entityId",
+            "companyname": "companyName",
+            "email": "email",
+            "subsidiary": "subsidiary",
+            "currency": "currency",
+            "expenseaccount": "expenseAccount",
+            "isinactive": "isInactive",
+            "isperson": "isPerson",
+            "externalid": "externalId",
+            "datecreated": "dateCreated",
+            "lastmodifieddate": "lastModifiedDate",
+        },
         ALLOCATION_RECORD: {
             "id": "id",
             "externalid": "externalId",
@@ -2564,6 +2831,7 @@ TRANSACTION_SOURCES = (
     ("invoice", "CustInvc"),
     ("customerpayment", "CustPymt"),
     ("expensereport", "ExpRept"),
+    (VENDOR_BILL, "VendBill"),
 )
 DATETIME_COLUMNS = frozenset({"datecreated", "lastmodifieddate", "createddate", "lastmodified"})
 DATE_COLUMNS = frozenset(
@@ -3030,6 +3298,7 @@ CREATED_FIELDS = {
     REVENUE_RECORD: "created",
     MILESTONE_RECORD: "created",
     ALLOCATION_RECORD: "dateCreated",
+    VENDOR_BILL: "createdDate",
 }
 #: (record type, field) pairs that reference a record of the key's type
 DEPENDENTS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -3054,13 +3323,14 @@ def has_dependents(state: NetSuiteState, rtype: str, record: dict[str, Any]) -> 
             if any(ref_id(o.get(key)) == rid for o in state.table(other_type).values()):
                 return True
         if rtype in ("job", "customer"):
-            for report in state.table("expensereport").values():
-                if any(
-                    ref_id(x.get("customer")) == rid
-                    for x in report.get("expense") or []
-                    if isinstance(x, dict)
-                ):
-                    return True
+            for lined in ("expensereport", VENDOR_BILL):
+                for report in state.table(lined).values():
+                    if any(
+                        ref_id(x.get("customer")) == rid
+                        for x in report.get("expense") or []
+                        if isinstance(x, dict)
+                    ):
+                        return True
     return False
 
 
@@ -3405,6 +3675,8 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
                     )
                 if rtype in TRANSACTION_TYPES and (day := _day_of(record)) is not None:
                     state.check_period(day)
+                    if rtype == VENDOR_BILL:
+                        _payables_period(state, day)
                 del state.table(rtype)[record["id"]]
                 state.index_drop(rtype, record)
                 return Outcome(204)

@@ -155,3 +155,37 @@ def test_a_foreign_currency_expense_is_converted_at_the_erp_rate(demo):
     with pytest.raises(PolicyRefusal) as refused:
         _ExpenseCollector(psa()).canonical(foreign, project)
     assert refused.value.code == "exchange_rate_missing"
+
+
+def test_a_subcontractors_charge_becomes_one_vendor_bill_on_the_project(demo):
+    from integrations.postings import collect_expenses
+
+    workspace = northwind_workspace(demo)
+    sync_people(erp(), psa())
+    answer = httpx.post(
+        f"{demo['kantata'].url}/api/v1/expenses.json",
+        json={
+            "expense": {
+                "workspace_id": workspace,
+                "date": "2026-11-20",
+                "category": "Subcontractor",
+                "amount_in_cents": 420000,
+                "user_id": 2,
+                "billable": True,
+                "vendor_id": 1,  # Apex Data Consulting
+            }
+        },
+        headers={"Authorization": "Bearer kantata-demo-token"},
+    )
+    assert answer.is_success, answer.text
+    charge = next(iter(answer.json()["expenses"]))
+    httpx.post(
+        f"{demo['kantata'].url}/__standin__/kantata/approve", json={"expense_ids": [charge]}
+    ).raise_for_status()
+    result = collect_expenses(psa())
+    assert (result.batched, result.rejected) == (1, 0)
+    bills = list(demo["netsuite"].state.table("vendorbill").values())
+    assert len(bills) == 1
+    assert "301" in str(bills[0].get("entity"))
+    assert not demo["netsuite"].state.table("expensereport")  # not an employee's expense
+    assert collect_expenses(psa()).batched == 0

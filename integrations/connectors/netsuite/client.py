@@ -81,6 +81,14 @@ records browsers and public client libraries; see the stand-in's docstring for t
   jobs. The job's `jobResource` sublist ("Resources" subtab) is not used: its lines carry no
   external id. See the stand-in for the fields and what is not confirmed (the REST values of
   allocationUnit "H"/"P" and of allocationType).
+- Subcontractor charges are vendor bills (REST record id `vendorBill`, confirmed by the Help
+  Center) for the firm's subcontractor `vendor` records, looked up by externalId
+  (`find_vendor`). A bill is upserted by externalId with `?replace=expense`, as invoices are
+  with `replace=item`: without it a repeated upsert would add the expense line again and
+  double the payable. The `expense` sublist and its line fields (account, amount, memo,
+  customer = the project the cost is for, isBillable) are the SuiteScript/SOAP names; their
+  REST ids are not confirmed (see the stand-in). NetSuite refuses edits of a bill in a closed
+  or A/P-locked period, so a re-run after the close should look the bill up first.
 """
 
 from __future__ import annotations
@@ -124,6 +132,7 @@ NOT_FOUND_CODES = frozenset({"SSS_INVALID_SCRIPTLET_ID"})
 REVENUE_RECORD = "customrecord_tl_revenue_schedule"
 MILESTONE_RECORD = "customrecord_tl_billing_milestone"
 ALLOCATION_RECORD = "resourceAllocation"
+VENDOR_BILL_RECORD = "vendorBill"
 INTERNAL_ID = re.compile(r"^\d{1,18}$")
 
 RATE_LIMIT_CODES = frozenset(
@@ -542,6 +551,24 @@ class NetSuiteClient(ConnectorHttpClient):
         """Create or update the resource allocation (a person on a project) keyed by
         `external_id` (a body from `allocation_from_assignment`); return its internal id."""
         return self.upsert_by_external_id(ALLOCATION_RECORD, external_id, body)
+
+    # -- payables ------------------------------------------------------------------------
+    def find_vendor(self, external_id: str) -> dict[str, Any] | None:
+        """The vendor with this external id (e.g. "TL-VENDOR-301"), or None when there is
+        none. An id NetSuite could not hold raises ValueError."""
+        return self.find_by_external_id("vendor", external_id)
+
+    def upsert_vendor_bill(self, external_id: str, body: dict[str, Any]) -> str:
+        """Create or update the vendor bill keyed by `external_id` (a body from
+        `vendor_bill_from_charge`); return its internal id. The expense lines are replaced,
+        so repeating the upsert never books a charge twice."""
+        return self.upsert_by_external_id(
+            VENDOR_BILL_RECORD, external_id, body, replace=("expense",)
+        )
+
+    def get_vendor_bill(self, bill_id: str) -> dict[str, Any]:
+        """A vendor bill (internal id or `eid:<externalId>`) with its expense lines expanded."""
+        return self.get_record(VENDOR_BILL_RECORD, bill_id, expand=True)
 
     # -- revenue schedules and billing plans ---------------------------------------------
     def upsert_revenue_schedule(self, contract_key: str, lines: list[dict[str, Any]]) -> list[str]:

@@ -45,6 +45,15 @@ Project-to-cash and resource-to-finance:
   The externalId is the source id when it is NetSuite-safe; otherwise every other character
   becomes '_' and 8 hex digits of the id's SHA-256 are appended, so two ids never meet
   ("assignment:7" -> "assignment_7-<hash>"). The task is not sent (no projectTask mapping).
+- SubcontractorCharge -> vendorBill body: entity = the vendor, subsidiary, currency, tranDate
+  = the day the charge was incurred, a memo naming the charge (and its purchase order), and
+  one `expense` line: the amount (a JSON number that reads back as exactly the charge's
+  Decimal, else MappingError), customer = the job the cost is for, the same memo, and the
+  expense account only when `account_id` is given (otherwise NetSuite takes the vendor's
+  default expense account: not confirmed for REST, see the stand-in). The line is not marked
+  billable: the cost lands on the project without being re-invoiced as a billable expense.
+  The externalId is `netsuite_external_id(charge.source_id)`. The vendor's own invoice number
+  (tranId) is not known to the PSA and is not sent.
 """
 
 from __future__ import annotations
@@ -70,6 +79,7 @@ from integrations.canonical.schemas import (
     LegalEntity,
     Project,
     RevenueSchedule,
+    SubcontractorCharge,
     TimeEntry,
     validate,
 )
@@ -912,3 +922,52 @@ def allocation_from_assignment(
     if end is not None:
         body["endDate"] = end.isoformat()
     return body
+
+
+# -- subcontractor charges (payables) -----------------------------------------------------------
+def vendor_bill_from_charge(
+    charge: SubcontractorCharge,
+    *,
+    vendor_id: str,
+    job_id: str,
+    subsidiary_id: str,
+    currency_id: str,
+    account_id: str | None = None,
+) -> dict[str, Any]:
+    """A vendorBill body with one expense line for a subcontractor's charge to a project,
+    for `upsert_vendor_bill(body["externalId"], body)`."""
+    problems: list[dict[str, Any]] = []
+    _need_ids(
+        problems,
+        vendor_id=vendor_id,
+        job_id=job_id,
+        subsidiary_id=subsidiary_id,
+        currency_id=currency_id,
+    )
+    if account_id is not None:
+        _need_ids(problems, account_id=account_id)
+    if charge.amount <= 0:
+        problems.append(
+            {
+                "field": "amount",
+                "problem": "a subcontractor charge must be above 0",
+                "type": "value_error",
+            }
+        )
+    amount = _wire(charge.amount, "amount", problems)
+    _raise("subcontractor_charge", problems)
+    memo = f"{charge.vendor_name}: charge {charge.source_id} to project {charge.project_key}"
+    if charge.purchase_order_source_id:
+        memo += f" (PO {charge.purchase_order_source_id})"
+    line: dict[str, Any] = {"amount": amount, "memo": memo[:4000], "customer": {"id": job_id}}
+    if account_id is not None:
+        line["account"] = {"id": account_id}
+    return {
+        "externalId": netsuite_external_id(charge.source_id),
+        "entity": {"id": vendor_id},
+        "subsidiary": {"id": subsidiary_id},
+        "currency": {"id": currency_id},
+        "tranDate": charge.incurred_on.isoformat(),
+        "memo": memo[:999],
+        "expense": {"items": [line]},
+    }
