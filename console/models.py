@@ -25,6 +25,15 @@ class User(AbstractUser):
         role = self.role_in(team)
         return role is not None and ROLE_RANK[role] >= ROLE_RANK[minimum]
 
+    def acts_for_team_kind(self, kind: str, minimum: str = Role.RESOLVER) -> bool:
+        """Superusers, and members with at least `minimum` role in any team of `kind`."""
+        if not self.is_authenticated:
+            return False
+        if self.is_superuser:
+            return True
+        teams = Team.objects.filter(kind=kind, memberships__user=self)
+        return any(self.can_act_for(team, minimum=minimum) for team in teams)
+
 
 class Team(models.Model):
     """A business team that owns queues: Finance, PMO, Sales Ops, IT."""

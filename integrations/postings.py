@@ -148,13 +148,17 @@ class _Collector:
         if not project.job_id or not project.subsidiary_id:
             self.rejected[("project_not_in_erp", workspace)].append(canonical.source_id)
             return
+        self._append(project, canonical, employee_id=employee)
+
+    def _append(self, project: Project, canonical: Any, **ids: str) -> None:
+        """Queue one postable entry; hand a batch to a worker as soon as it is full."""
         group = self.groups[project.erp.pk]
         group.append(
             {
                 "entry": canonical.model_dump(mode="json"),
-                "employee_id": employee,
                 "job_id": project.job_id,
                 "subsidiary_id": project.subsidiary_id,
+                **ids,
             }
         )
         if len(group) >= BATCH_SIZE:
@@ -303,19 +307,7 @@ class _ChargeCollector(_Collector):
         except MappingError:
             self.rejected[("expense_entry_invalid", workspace)].append(entry_id)
             return
-        group = self.groups[project.erp.pk]
-        group.append(
-            {
-                "entry": charge.model_dump(mode="json"),
-                "vendor_id": vendor_id,
-                "job_id": project.job_id,
-                "subsidiary_id": project.subsidiary_id,
-            }
-        )
-        if len(group) >= BATCH_SIZE:
-            with transaction.atomic():
-                self._hand_off(project.erp.pk, group[:BATCH_SIZE])
-            del group[:BATCH_SIZE]
+        self._append(project, charge, vendor_id=vendor_id)
 
 
 EXPENSE_STREAM = "kantata.expenses"

@@ -19,19 +19,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console.choices import Role, TeamKind
-from console.models import Team, User
+from console.models import User
 
+from .. import postings_api
 from ..inbound import EVENT_TYPES, EventRejected, accept
 
 
 def is_integration_client(user: User) -> bool:
     """Superusers, and resolvers or admins of an IT team, may hand work to Throughline."""
-    if not user.is_authenticated:
-        return False
-    if user.is_superuser:
-        return True
-    teams = Team.objects.filter(kind=TeamKind.IT, memberships__user=user)
-    return any(user.can_act_for(team, minimum=Role.RESOLVER) for team in teams)
+    return user.is_authenticated and user.acts_for_team_kind(TeamKind.IT, Role.RESOLVER)
 
 
 class IsIntegrationClient(permissions.BasePermission):
@@ -206,58 +202,51 @@ class PostTimeAndExpenseSerializer(serializers.Serializer):
     psa_connection = serializers.IntegerField()
 
 
-class PostTimeAndExpenseView(APIView):
+class PsaJobView(APIView):
+    """Run one of the PSA's scheduled jobs now for a PSA connection (audited)."""
+
+    permission_classes = [IsIntegrationClient]
+    job: Any  # (psa connection, requested_by=user) -> None, from integrations.postings_api
+
+    def post(self, request: Request) -> Response:
+        from ..models import Connection
+
+        form = PostTimeAndExpenseSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        psa = Connection.objects.filter(
+            pk=form.validated_data["psa_connection"], system="psa", enabled=True
+        ).first()
+        if psa is None:
+            return Response(
+                {"detail": "no enabled PSA connection with this id"},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        self.job(psa, requested_by=request.user)
+        return Response({"status": "queued", "psa_connection": psa.pk}, status=202)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        request=PostTimeAndExpenseSerializer,
+        responses={202: OpenApiResponse(description="collection queued")},
+    )
+)
+class PostTimeAndExpenseView(PsaJobView):
     """The post-time-and-expense composite service: read the PSA's approved time and
     expenses now (instead of at the next scheduled minute) and post them in batches; follow
     the batches in the admin (Posting batches) or the run telemetry."""
 
-    permission_classes = [IsIntegrationClient]
-
-    @extend_schema(
-        request=PostTimeAndExpenseSerializer,
-        responses={202: OpenApiResponse(description="collection queued")},
-    )
-    def post(self, request: Request) -> Response:
-        from ..models import Connection
-        from ..postings_api import queue_collection
-
-        form = PostTimeAndExpenseSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        psa = Connection.objects.filter(
-            pk=form.validated_data["psa_connection"], system="psa", enabled=True
-        ).first()
-        if psa is None:
-            return Response(
-                {"detail": "no enabled PSA connection with this id"},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        queue_collection(psa, requested_by=request.user)
-        return Response({"status": "queued", "psa_connection": psa.pk}, status=202)
+    job = staticmethod(postings_api.queue_collection)
 
 
-class SynchronizeResourceAssignmentView(APIView):
-    """The synchronize-resource-assignment composite service: the PSA's assignments to the
-    ERP's project resource allocations now (instead of at the next five-minute run)."""
-
-    permission_classes = [IsIntegrationClient]
-
-    @extend_schema(
+@extend_schema_view(
+    post=extend_schema(
         request=PostTimeAndExpenseSerializer,
         responses={202: OpenApiResponse(description="synchronization queued")},
     )
-    def post(self, request: Request) -> Response:
-        from ..models import Connection
-        from ..postings_api import queue_assignment_sync
+)
+class SynchronizeResourceAssignmentView(PsaJobView):
+    """The synchronize-resource-assignment composite service: the PSA's assignments to the
+    ERP's project resource allocations now (instead of at the next five-minute run)."""
 
-        form = PostTimeAndExpenseSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        psa = Connection.objects.filter(
-            pk=form.validated_data["psa_connection"], system="psa", enabled=True
-        ).first()
-        if psa is None:
-            return Response(
-                {"detail": "no enabled PSA connection with this id"},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        queue_assignment_sync(psa, requested_by=request.user)
-        return Response({"status": "queued", "psa_connection": psa.pk}, status=202)
+    job = staticmethod(postings_api.queue_assignment_sync)

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from console.choices import Role, TeamKind
-from console.models import Team, User
+from console.models import User
 
 from ..filtersets import ApiCallFilterSet, ConnectionFilterSet, SyncRunFilterSet
 from ..models import ApiCall, Connection, SyncRun
@@ -28,12 +28,7 @@ from .serializers import (
 
 def can_manage_connections(user: User) -> bool:
     """Superusers and admins of an IT team create and change connections."""
-    if not user.is_authenticated:
-        return False
-    if user.is_superuser:
-        return True
-    it_teams = Team.objects.filter(kind=TeamKind.IT, memberships__user=user)
-    return any(user.can_act_for(team, minimum=Role.ADMIN) for team in it_teams)
+    return user.is_authenticated and user.acts_for_team_kind(TeamKind.IT, Role.ADMIN)
 
 
 class CanManageConnectionsOrReadOnly(permissions.BasePermission):
