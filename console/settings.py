@@ -272,6 +272,9 @@ POSTING_STATUS_DELAY_SECONDS = env.int("POSTING_STATUS_DELAY_SECONDS", default=1
 DEMO_TRAFFIC = env.bool("DEMO_TRAFFIC", default=False)
 #: A run left "running" longer than this is taken over by the next worker (a lost worker).
 RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=600)
+#: runs a poll hands to one worker task: the batch's steps use the vendors' bulk APIs
+#: (Kantata creates at most 100 workspaces per call, Salesforce updates 200 records)
+RUN_BATCH_SIZE = env.int("RUN_BATCH_SIZE", default=50)
 
 LOGGING = {
     "version": 1,

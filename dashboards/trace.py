@@ -13,7 +13,8 @@ from django.db.models import Q
 from console.models import AuditEvent
 from exceptions.models import IntegrationException
 from integrations.choices import StepStatus
-from integrations.models import ApiCall, BusinessTimestamp, Expectation, SyncRun, SyncStep
+from integrations.models import BusinessTimestamp, Expectation, SyncRun, SyncStep
+from integrations.telemetry import calls_of_runs
 from integrations.workflows.registry import WORKFLOWS
 
 
@@ -63,11 +64,7 @@ def build_trace(business_key: str, *, max_calls: int = 500) -> Trace:
                 url=f"/runs/{step.run_id}/",
             )
         )
-    calls = (
-        ApiCall.objects.filter(run_id__in=run_ids)
-        .select_related("connection")
-        .order_by("started_at")[:max_calls]
-    )
+    calls = calls_of_runs(run_ids).select_related("connection").order_by("started_at")[:max_calls]
     for call in calls:
         entries.append(
             Entry(
@@ -75,7 +72,8 @@ def build_trace(business_key: str, *, max_calls: int = 500) -> Trace:
                 kind="call",
                 title=f"{call.connection.name}: {call.method} {call.path}",
                 detail=f"{call.operation} · {call.latency_ms:.0f} ms"
-                + (f" · {call.attempts} attempts" if call.attempts > 1 else ""),
+                + (f" · {call.attempts} attempts" if call.attempts > 1 else "")
+                + (f" · shared by {call.runs_served} runs" if call.runs_served > 1 else ""),
                 status=str(call.status_code or call.error_kind or ""),
             )
         )

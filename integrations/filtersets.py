@@ -7,6 +7,7 @@ from django.db.models import Q, QuerySet
 
 from .choices import RunStatus, SystemKind, Vendor
 from .models import ApiCall, Connection, SyncRun
+from .telemetry import calls_of_runs
 
 
 class SearchFilterSet(django_filters.FilterSet):
@@ -49,10 +50,18 @@ class SyncRunFilterSet(SearchFilterSet):
 class ApiCallFilterSet(django_filters.FilterSet):
     started_after = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
     failed = django_filters.BooleanFilter(method="filter_failed", label="Failed calls only")
+    run = django_filters.NumberFilter(
+        method="filter_run", label="Calls made for this run (its own and the bulk calls it shared)"
+    )
 
     class Meta:
         model = ApiCall
-        fields = ["connection", "run", "operation", "status_code", "error_kind"]
+        fields = ["connection", "run", "operation", "status_code", "error_kind", "batch_key"]
+
+    def filter_run(self, queryset: QuerySet, name: str, value: int | None) -> QuerySet:
+        if value is None:
+            return queryset
+        return queryset.filter(pk__in=calls_of_runs([int(value)]).values("pk"))
 
     def filter_failed(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
         if value is None:

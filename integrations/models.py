@@ -250,6 +250,8 @@ class SyncStep(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     output = models.JSONField(default=dict, blank=True)
     error = models.JSONField(default=dict, blank=True)
+    #: set when the step ran for several runs at once: the calls it shared carry the same key
+    batch_key = models.CharField(max_length=40, blank=True, db_index=True)
 
     class Meta:
         ordering = ["run", "position"]
@@ -280,6 +282,11 @@ class ApiCall(models.Model):
     error_message = models.CharField(max_length=500, blank=True)
     rate_limit = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(db_index=True)
+    #: a call made for a batch of runs (one bulk call serving them all) has no run or step of
+    #: its own: it carries the batch step's key, and each run's step points at it
+    batch_key = models.CharField(max_length=40, blank=True, db_index=True)
+    #: how many runs the call served
+    runs_served = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["started_at", "id"]

@@ -15,7 +15,7 @@ from .choices import Trigger
 from .connectors.registry import build_client
 from .connectors.salesforce.mapping import parse_salesforce_datetime
 from .models import Connection, Watermark
-from .services import start_run
+from .services import RunRequest, start_run, start_runs
 from .signals import poll_failed, poll_succeeded
 from .telemetry import CallBuffer
 from .workflows.failures import describe_failure
@@ -79,24 +79,27 @@ def _poll_page(connection: Connection) -> PollResult:
         buffer.flush()
     poll_succeeded.send(sender=Connection, connection=connection, stream=CLOSED_WON_STREAM)
     newest = since
-    started = 0
+    requests = []
     for record in records:
-        correlation = _correlation_id(record)
-        _run, created = start_run(
-            SERVICE_ENGAGEMENT,
-            correlation,
-            trigger=Trigger.POLL,
-            source_connection=connection,
-            payload=record if isinstance(record, dict) else {"record": str(record)[:10000]},
-            title=str(record.get("Name", ""))[:255] if isinstance(record, dict) else "",
+        requests.append(
+            RunRequest(
+                correlation_id=_correlation_id(record),
+                payload=record if isinstance(record, dict) else {"record": str(record)[:10000]},
+                title=str(record.get("Name", ""))[:255] if isinstance(record, dict) else "",
+            )
         )
-        started += int(created)
         modified = _modstamp(record)
         if modified is not None and (newest is None or modified > newest):
             newest = modified
-    if newest is not None:
-        mark.value = newest.isoformat()
-        mark.save(update_fields=["value", "updated_at"])
+    with transaction.atomic():  # the runs and the watermark that covers them, together
+        started = len(
+            start_runs(
+                SERVICE_ENGAGEMENT, requests, trigger=Trigger.POLL, source_connection=connection
+            )
+        )
+        if newest is not None:
+            mark.value = newest.isoformat()
+            mark.save(update_fields=["value", "updated_at"])
     if started:
         logger.info(
             "poll %s: %d deals seen, %d runs started", connection.name, len(records), started

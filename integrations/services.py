@@ -5,6 +5,7 @@ broker, is the record of what happened."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +32,80 @@ def enqueue_run(run: SyncRun) -> None:
         queue=queue_for(run.source_connection_id),
         key=run.correlation_id,
     )
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One business transaction a poll found: what `start_runs` needs to start its run."""
+
+    correlation_id: str
+    payload: dict[str, Any]
+    title: str = ""
+    business_key: str = ""
+
+
+def start_runs(
+    workflow: str,
+    requests: list[RunRequest],
+    *,
+    trigger: str = Trigger.POLL,
+    source_connection: Connection | None = None,
+) -> list[SyncRun]:
+    """`start_run` for many transactions at once (a poll's page): the runs that do not exist
+    yet are created in one insert and handed to workers in batches of RUN_BATCH_SIZE, each
+    batch one task whose steps serve all its runs together. Returns the runs created."""
+    wanted: dict[str, RunRequest] = {}
+    for request in requests:
+        wanted.setdefault(request.correlation_id, request)
+    existing = set(
+        SyncRun.objects.filter(workflow=workflow, correlation_id__in=list(wanted)).values_list(
+            "correlation_id", flat=True
+        )
+    )
+    new = [
+        SyncRun(
+            workflow=workflow,
+            correlation_id=request.correlation_id,
+            trigger=trigger,
+            source_connection=source_connection,
+            input=request.payload,
+            title=request.title[:255],
+            business_key=request.business_key or request.correlation_id,
+        )
+        for request in wanted.values()
+        if request.correlation_id not in existing
+    ]
+    if not new:
+        return []
+    try:
+        with transaction.atomic():
+            runs = SyncRun.objects.bulk_create(new)
+            _expect_milestones(runs)
+            size = max(1, settings.RUN_BATCH_SIZE)
+            for start in range(0, len(runs), size):
+                chunk = runs[start : start + size]
+                outbox.enqueue(
+                    "integrations.run_workflows",
+                    [run.pk for run in chunk],
+                    queue=queue_for(source_connection),
+                    key=f"{workflow}:{chunk[0].correlation_id}+{len(chunk) - 1}",
+                )
+    except IntegrityError:
+        # another process started some of them meanwhile: one by one, each once
+        started = [
+            start_run(
+                workflow,
+                run.correlation_id,
+                trigger=trigger,
+                source_connection=source_connection,
+                payload=run.input,
+                title=run.title,
+                business_key=run.business_key,
+            )
+            for run in new
+        ]
+        return [run for run, created in started if created]
+    return runs
 
 
 def start_run(
@@ -70,13 +145,22 @@ def start_run(
 
 
 def _expect_milestone(run: SyncRun) -> None:
+    _expect_milestones([run])
+
+
+def _expect_milestones(runs: list[SyncRun]) -> None:
     from .workflows.registry import get_workflow
 
-    milestone = get_workflow(run.workflow).milestone
-    seconds = settings.EXPECTATIONS.get(milestone) if milestone else None
-    if seconds:
-        # keyed by the run's own transaction (one deal has many milestones to invoice)
-        timeline.expect(run.correlation_id, milestone, timedelta(seconds=seconds))
+    for workflow in {run.workflow for run in runs}:
+        milestone = get_workflow(workflow).milestone
+        seconds = settings.EXPECTATIONS.get(milestone) if milestone else None
+        if seconds:
+            # keyed by the run's own transaction (one deal has many milestones to invoice)
+            timeline.expect_many(
+                [run.correlation_id for run in runs if run.workflow == workflow],
+                milestone,
+                timedelta(seconds=seconds),
+            )
 
 
 def resume_run(run: SyncRun, *, actor: User | None = None, reason: str = "retry") -> bool:

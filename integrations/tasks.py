@@ -17,7 +17,7 @@ from .postings import collect_expenses, collect_time_entries, post_batch, report
 from .psa_feed import read_psa_events
 from .queues import queue_for
 from .reference_data import sync_exchange_rates, sync_people
-from .workflows.engine import execute_run
+from .workflows.engine import execute_run, execute_runs
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,15 @@ def _for_each_connection(tasks: list[Any], system: str, vendor: str | None = Non
 def run_workflow(run_id: int) -> str:
     run = execute_run(run_id)
     return run.status if run is not None else "skipped"
+
+
+@shared_task(name="integrations.run_workflows", acks_late=True)
+def run_workflows(run_ids: list[int]) -> dict[str, int]:
+    """A batch of runs (see services.start_runs): each step serves them all at once."""
+    runs = execute_runs(run_ids)
+    return {
+        status: sum(1 for r in runs if r.status == status) for status in {r.status for r in runs}
+    }
 
 
 @shared_task(name="integrations.poll_closed_won")

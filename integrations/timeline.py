@@ -37,17 +37,33 @@ def expect(
     return expectation
 
 
+def expect_many(business_keys: list[str], milestone: str, within: dt.timedelta) -> None:
+    """`expect` for several transactions at once (a poll's new runs), in one insert."""
+    due = timezone.now() + within
+    Expectation.objects.bulk_create(
+        [Expectation(business_key=key, milestone=milestone, due_at=due) for key in business_keys],
+        ignore_conflicts=True,
+    )
+
+
 def meet(business_key: str, milestone: str) -> None:
     """The milestone is reached: stop the clock (and clear a stuck flag)."""
+    meet_many([business_key], milestone)
+
+
+def meet_many(business_keys: list[str], milestone: str) -> None:
+    """`meet` for several transactions at once (a batch of runs), in two queries."""
     with transaction.atomic():
         met = list(
             Expectation.objects.select_for_update().filter(
-                business_key=business_key, milestone=milestone, met_at__isnull=True
+                business_key__in=business_keys, milestone=milestone, met_at__isnull=True
             )
         )
+        now = timezone.now()
         for expectation in met:
-            expectation.met_at = timezone.now()
-            expectation.save(update_fields=["met_at"])
+            expectation.met_at = now
+        Expectation.objects.bulk_update(met, ["met_at"])
+        for expectation in met:
             expectation_met.send(sender=Expectation, expectation=expectation)
 
 

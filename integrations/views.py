@@ -146,9 +146,27 @@ class TimelineStep:
 def build_timeline(run: SyncRun) -> list[TimelineStep]:
     """The run's steps in order (recorded ones, then planned ones not reached yet), the calls
     of each nested under it, and the step expected next (first not succeeded) marked."""
+    records = list(run.steps.all())
+    shared: dict[str, list[ApiCall]] = {}
+    keys = [s.batch_key for s in records if s.batch_key]
+    if keys:  # bulk calls the step made for its whole batch of runs
+        for call in (
+            ApiCall.objects.filter(batch_key__in=keys)
+            .select_related("connection")
+            .order_by("started_at", "id")
+        ):
+            shared.setdefault(call.batch_key, []).append(call)
     steps = [
-        TimelineStep(name=s.name, position=s.position, record=s, calls=list(s.calls.all()))
-        for s in run.steps.all()
+        TimelineStep(
+            name=s.name,
+            position=s.position,
+            record=s,
+            calls=sorted(
+                [*s.calls.all(), *shared.get(s.batch_key, [])],
+                key=lambda c: (c.started_at, c.pk),
+            ),
+        )
+        for s in records
     ]
     try:
         planned = get_workflow(run.workflow).step_names()

@@ -219,5 +219,7 @@ class ApiCallSerializer(serializers.ModelSerializer):
             "error_message",
             "rate_limit",
             "started_at",
+            "batch_key",
+            "runs_served",
         ]
         read_only_fields = fields

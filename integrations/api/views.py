@@ -18,6 +18,7 @@ from console.models import User
 
 from ..filtersets import ApiCallFilterSet, ConnectionFilterSet, SyncRunFilterSet
 from ..models import ApiCall, Connection, SyncRun
+from ..telemetry import calls_of_runs
 from .serializers import (
     ApiCallSerializer,
     ConnectionSerializer,
@@ -81,7 +82,7 @@ class SyncRunViewSet(viewsets.ReadOnlyModelViewSet):
     def calls(self, request: Request, pk: str | None = None) -> Response:
         """The API-call telemetry of one run, oldest first."""
         run = self.get_object()
-        calls = ApiCall.objects.filter(run=run).select_related("step")
+        calls = calls_of_runs([run.pk]).select_related("step").order_by("started_at", "id")
         page = self.paginate_queryset(calls)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 

@@ -4,7 +4,8 @@ output that later steps read from the StepContext."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -32,6 +33,22 @@ class Step:
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         raise NotImplementedError
+
+    def run_many(self, ctxs: list[StepContext]) -> list[dict[str, Any] | Exception]:
+        """Run the step for several runs at once: one result per context, in order (its
+        output, or the exception that failed that run only).
+
+        The default runs them one after the other, each run's calls its own. Steps whose
+        vendor has bulk APIs override it to serve the whole batch with a few calls.
+        """
+        results: list[dict[str, Any] | Exception] = []
+        for ctx in ctxs:
+            with ctx.batch.focus([ctx]):
+                try:
+                    results.append(self.run(ctx) or {})
+                except Exception as exc:  # the engine records it against this run only
+                    results.append(exc)
+        return results
 
     def connection(self, ctx: StepContext) -> Connection:
         """The connection this step writes to or reads from."""
@@ -76,14 +93,56 @@ def primary_connection(system: str) -> Connection:
     return connection
 
 
+class Batch:
+    """What the runs executed together share: one client per connection (its connection
+    pool and token), answers worth keeping for the batch (`memo`), and the telemetry sink.
+    A single run is a batch of one."""
+
+    def __init__(self) -> None:
+        self.clients: dict[int, ConnectorHttpClient] = {}
+        self.memo: dict[Any, Any] = {}
+        #: the current step's telemetry (integrations.telemetry.StepCalls or CallBuffer)
+        self.on_call: Any = None
+
+    def client(self, connection: Connection) -> Any:
+        if connection.pk not in self.clients:
+            self.clients[connection.pk] = build_client(connection, on_call=self._report)
+        return self.clients[connection.pk]
+
+    def remember(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per batch for `key` (a subsidiary, the currency list, ...)."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
+
+    @contextmanager
+    def focus(self, ctxs: Iterable[StepContext]) -> Iterator[None]:
+        """Calls made inside belong to these runs (by default, to the whole batch)."""
+        focus = getattr(self.on_call, "focus", None)
+        if focus is None:
+            yield
+            return
+        with focus(ctx.run.pk for ctx in ctxs):
+            yield
+
+    def _report(self, record: Any) -> None:
+        if self.on_call is not None:
+            self.on_call(record)
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.clients.clear()
+
+
 @dataclass
 class StepContext:
-    """What a step sees: its run, earlier steps' outputs, and clients for the connections."""
+    """What a step sees: its run, earlier steps' outputs, and (through its batch) clients
+    for the connections."""
 
     run: SyncRun
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    on_call: Callable[..., None] | None = None
-    _clients: dict[int, ConnectorHttpClient] = field(default_factory=dict)
+    batch: Batch = field(default_factory=Batch)
 
     def connection(self, system: str) -> Connection:
         source = self.run.source_connection if self.run.source_connection_id else None
@@ -111,14 +170,8 @@ class StepContext:
         return erp_for(self.run.legal_entity_code, document)
 
     def client(self, connection: Connection) -> Any:
-        """A client for `connection`, shared by the run's steps, reporting to `on_call`."""
-        if connection.pk not in self._clients:
-            self._clients[connection.pk] = build_client(connection, on_call=self._report)
-        return self._clients[connection.pk]
-
-    def _report(self, record: Any) -> None:
-        if self.on_call is not None:
-            self.on_call(record)
+        """A client for `connection`, shared by the batch's runs and steps."""
+        return self.batch.client(connection)
 
     def output(self, step_name: str) -> dict[str, Any]:
         try:
@@ -127,6 +180,4 @@ class StepContext:
             raise RuntimeError(f"step {step_name!r} has not run before this one") from None
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        self.batch.close()

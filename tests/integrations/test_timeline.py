@@ -11,14 +11,14 @@ from exceptions.models import IntegrationException
 from integrations import outbox, timeline
 from integrations.models import BusinessTimestamp, Connection, Expectation, SyncRun
 from integrations.polling import poll_closed_won
-from integrations.tasks import run_workflow
+from integrations.tasks import run_workflows
 
 
 def test_a_deal_without_a_project_past_its_deadline_is_stuck_until_it_gets_one(demo, monkeypatch):
     def broker_down(*args, **kwargs):
         raise OperationalError("broker unreachable")
 
-    monkeypatch.setattr(run_workflow, "apply_async", broker_down)
+    monkeypatch.setattr(run_workflows, "apply_async", broker_down)
     poll_closed_won(Connection.objects.get(vendor="salesforce"))
     assert SyncRun.objects.filter(status="pending").count() == 4  # nothing ran: no failure
     assert Expectation.objects.filter(milestone="project_provisioned").count() == 4
