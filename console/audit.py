@@ -32,3 +32,20 @@ def record(
         summary=summary[:500],
         data=data,
     )
+
+
+def record_many(events: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+    """Append several system events at once: (action, summary, correlation id, data)."""
+    AuditEvent.objects.bulk_create(
+        [
+            AuditEvent(
+                actor=None,
+                actor_label=SYSTEM,
+                action=action,
+                correlation_id=correlation_id,
+                summary=summary[:500],
+                data=data,
+            )
+            for action, summary, correlation_id, data in events
+        ]
+    )

@@ -17,7 +17,7 @@ from django.db import transaction
 from console.choices import Role, TeamKind
 from console.models import Membership, Team, User
 from exceptions.models import Queue
-from integrations import bindings
+from integrations import bindings, purchase_orders
 from integrations.choices import AuthKind, BillingModel, ErpDocument, Region, SystemKind, Vendor
 from integrations.connectors.keys import generate_key_pair
 from integrations.models import Connection, ErpRoute, LegalEntity, ProjectTemplate
@@ -84,6 +84,13 @@ SUBCONTRACTORS = [
     ("1", "301", "vendor:apex-data-consulting"),
     ("2", "302", "vendor:blue-ridge-analytics"),
 ]
+#: (Kantata user id, their e-mail, vendor key) of the subcontractors' people in the PSA: their
+#: assignments become purchase orders to their firm (NetSuite item 10 "Subcontracted Services")
+SUBCONTRACTOR_PEOPLE = [
+    ("14", "priya.nair@apex-data.example", "vendor:apex-data-consulting"),
+    ("15", "marcus.bell@blueridge-analytics.example", "vendor:blue-ridge-analytics"),
+]
+PURCHASE_ITEM_ID = "10"
 
 
 @dataclass
@@ -191,7 +198,11 @@ def seed(
         "NetSuite (demo)", Vendor.NETSUITE, SystemKind.ERP, AuthKind.OAUTH_M2M, urls["netsuite"]
     )
     old = netsuite.secrets if netsuite.secrets_ciphertext else {}
-    netsuite.settings = {"account_id": NETSUITE_ACCOUNT, "milestone_item_id": "2"}
+    netsuite.settings = {
+        "account_id": NETSUITE_ACCOUNT,
+        "milestone_item_id": "2",
+        "purchase_item_id": PURCHASE_ITEM_ID,
+    }
     netsuite.set_secrets(
         {
             "client_id": NETSUITE_CLIENT_ID,
@@ -213,7 +224,11 @@ def seed(
         urls["netsuite_legacy"],
     )
     old = legacy.secrets if legacy.secrets_ciphertext else {}
-    legacy.settings = {"account_id": NETSUITE_LEGACY_ACCOUNT, "milestone_item_id": "2"}
+    legacy.settings = {
+        "account_id": NETSUITE_LEGACY_ACCOUNT,
+        "milestone_item_id": "2",
+        "purchase_item_id": PURCHASE_ITEM_ID,
+    }
     legacy.set_secrets(
         {
             "client_id": NETSUITE_CLIENT_ID,
@@ -248,6 +263,9 @@ def seed(
     kantata.save()
     for psa_vendor, key in pending_vendor_bindings:
         bindings.bind(kantata, "vendor", key, psa_vendor)
+    for user_id, email, key in SUBCONTRACTOR_PEOPLE:
+        subcontractor = purchase_orders.subcontractor_key(key, f"person:{email}")
+        bindings.bind(kantata, purchase_orders.SUBCONTRACTOR, subcontractor, user_id)
     return DemoResult(
         users=users, connections=[salesforce.name, netsuite.name, legacy.name, kantata.name]
     )

@@ -38,6 +38,11 @@ class ExceptionCode(models.TextChoices):
     TIME_ENTRY_NOT_POSTABLE = "time_entry_not_postable", "Time entries cannot be posted"
     POSTING_REFUSED_BY_ERP = "posting_refused_by_erp", "Postings refused by ERP"
     INVOICE_REJECTED_BY_ERP = "invoice_rejected_by_erp", "Invoice rejected by ERP"
+    COST_RATE_MISSING = "cost_rate_missing", "Cost rate missing"
+    PURCHASE_ORDER_REFUSED_BY_ERP = (
+        "purchase_order_refused_by_erp",
+        "Purchase orders refused by ERP",
+    )
     PROJECT_NOT_LINKED = "project_not_linked", "Project not linked to a deal"
     ERP_CONFIGURATION_MISSING = "erp_configuration_missing", "ERP configuration missing"
     SYSTEM_OF_RECORD_VIOLATION = "system_of_record_violation", "System-of-record violation"

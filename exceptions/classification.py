@@ -302,6 +302,35 @@ RULES: dict[str, Rule] = {
         "Subcontractor charges name a vendor the ERP that receives them does not know.",
         "Create the vendor in the ERP (or link the PSA's vendor to it), then collect again.",
     ),
+    "purchase_order_vendor_not_in_erp": Rule(
+        C.ERP_CONFIGURATION_MISSING,
+        B,
+        TeamKind.FINANCE,
+        "Subcontractors are assigned to this project, but their firm is not a vendor in the "
+        "ERP that does the project's accounting, so no purchase order can be raised for "
+        "their hours.",
+        "Create the vendor in the ERP (or link the subcontractor's firm to it); the orders "
+        "are raised when the assignments are next synchronised.",
+    ),
+    "subcontractor_rate_missing": Rule(
+        C.COST_RATE_MISSING,
+        B,
+        TeamKind.PMO,
+        "Subcontractors are assigned to this project without an hourly cost in the PSA in "
+        "the project's currency, so their purchase orders cannot be priced.",
+        "Enter the subcontractor's cost rate in that currency in the PSA, then touch the "
+        "assignment so it is synchronised again.",
+    ),
+    "purchase_order_refused_by_erp": Rule(
+        C.PURCHASE_ORDER_REFUSED_BY_ERP,
+        B,
+        TeamKind.FINANCE,
+        "The ERP refused the purchase orders Throughline raised for subcontractors on this "
+        "project.",
+        "Read the ERP's message below (a vendor of another subsidiary or currency, an "
+        "inactive vendor or item...), fix it in the ERP; the orders are raised when the "
+        "assignments are next synchronised.",
+    ),
     "posting_refused_by_erp": Rule(
         C.POSTING_REFUSED_BY_ERP,
         B,

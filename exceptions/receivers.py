@@ -8,12 +8,12 @@ from django.dispatch import receiver
 
 from integrations.models import Connection, Expectation, SyncRun, SyncStep
 from integrations.signals import (
-    expectation_met,
+    expectations_met,
     governance_violation,
     poll_failed,
     poll_succeeded,
     posting_rejected,
-    run_succeeded,
+    runs_succeeded,
     step_failed,
     transaction_stuck,
 )
@@ -34,9 +34,11 @@ def on_step_failed(
     services.open_exception(failure, run=run, step=step, key=(run.correlation_id, step.name))
 
 
-@receiver(run_succeeded, sender=SyncRun, dispatch_uid="exceptions.run_succeeded")
-def on_run_succeeded(sender: Any, run: SyncRun, **kw: Any) -> None:
-    services.resolve(services.unresolved_for_run(run), reason="The run succeeded after the retry.")
+@receiver(runs_succeeded, sender=SyncRun, dispatch_uid="exceptions.runs_succeeded")
+def on_runs_succeeded(sender: Any, runs: list[SyncRun], **kw: Any) -> None:
+    services.resolve(
+        services.unresolved_for_runs(runs), reason="The run succeeded after the retry."
+    )
 
 
 @receiver(poll_failed, sender=Connection, dispatch_uid="exceptions.poll_failed")
@@ -77,16 +79,18 @@ def on_transaction_stuck(sender: Any, expectation: Expectation, **kw: Any) -> No
     )
 
 
-@receiver(expectation_met, sender=Expectation, dispatch_uid="exceptions.expectation_met")
-def on_expectation_met(sender: Any, expectation: Expectation, **kw: Any) -> None:
-    stuck = list(
-        IntegrationException.objects.filter(
-            code=ExceptionCode.TRANSACTION_STUCK,
-            entity_type="transaction",
-            entity_ref=expectation.business_key,
-        ).exclude(status=ExceptionStatus.RESOLVED)
-    )
-    services.resolve(stuck, reason=f"The transaction reached {expectation.milestone}.")
+@receiver(expectations_met, sender=Expectation, dispatch_uid="exceptions.expectations_met")
+def on_expectations_met(sender: Any, expectations: list[Expectation], **kw: Any) -> None:
+    milestones = {e.business_key: e.milestone for e in expectations}
+    stuck = IntegrationException.objects.filter(
+        code=ExceptionCode.TRANSACTION_STUCK,
+        entity_type="transaction",
+        entity_ref__in=list(milestones),
+    ).exclude(status=ExceptionStatus.RESOLVED)
+    for exception in stuck:
+        services.resolve(
+            [exception], reason=f"The transaction reached {milestones[exception.entity_ref]}."
+        )
 
 
 @receiver(governance_violation, sender=Connection, dispatch_uid="exceptions.governance")

@@ -125,4 +125,12 @@ def resolve(
 
 
 def unresolved_for_run(run: SyncRun) -> list[IntegrationException]:
-    return list(run.exceptions.exclude(status=ExceptionStatus.RESOLVED))
+    return unresolved_for_runs([run])
+
+
+def unresolved_for_runs(runs: list[SyncRun]) -> list[IntegrationException]:
+    return list(
+        IntegrationException.objects.filter(run__in=runs)
+        .exclude(status=ExceptionStatus.RESOLVED)
+        .select_related("run")
+    )

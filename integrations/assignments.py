@@ -2,6 +2,8 @@
 owns assignments) to the ERP that does the project's accounting (its ERP route), as resource
 allocations upserted by the assignment's id. Assignments that cannot be placed (a project the
 ERP does not have, a person who is no employee there) become exceptions grouped per project.
+An assignment of a subcontractor (a PSA user bound to a vendor) becomes a purchase order to
+the vendor instead (`purchase_orders`), refused the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .connectors.kantata import mapping as kantata_mapping
 from .connectors.netsuite import mapping as netsuite_mapping
 from .connectors.registry import build_client
 from .models import Connection, PostingBatch, Watermark
+from .purchase_orders import PurchaseOrders
 from .routing import erp_for
 from .signals import posting_rejected
 from .telemetry import CallBuffer
@@ -36,6 +39,7 @@ class AssignmentResult:
     read: int = 0
     synced: int = 0
     refused: int = 0
+    purchase_orders: int = 0
 
 
 def sync_assignments(psa: Connection) -> AssignmentResult:
@@ -44,6 +48,7 @@ def sync_assignments(psa: Connection) -> AssignmentResult:
     buffer = CallBuffer()
     psa_client = build_client(psa, on_call=buffer)
     erp_clients: dict[int, object] = {}
+    orders = PurchaseOrders(psa, psa_client, on_call=buffer)
     result = AssignmentResult()
     refused: dict[tuple[str, str], list[str]] = defaultdict(list)
     newest = since
@@ -70,6 +75,22 @@ def sync_assignments(psa: Connection) -> AssignmentResult:
             if erp is None or job_id is None:
                 refused[("project_not_in_erp", workspace)].append(assignment.source_id)
                 continue
+            vendor_key = orders.vendor_of(assignment.person_id)
+            if vendor_key is not None:  # a subcontractor: ordered from their firm
+                code = orders.place(
+                    assignment,
+                    vendor_key=vendor_key,
+                    erp=erp,
+                    job_id=job_id,
+                    project_key=deal_key,
+                    legal_entity=legal_entity,
+                    start=start,
+                )
+                if code is not None:
+                    refused[(code, workspace)].append(assignment.source_id)
+                elif assignment.allocated_hours != 0:
+                    result.synced += 1
+                continue
             person = bindings.canonical_key(psa, "person", assignment.person_id)
             employee = bindings.lookup(erp, "person", person) if person else None
             if employee is None:
@@ -95,9 +116,11 @@ def sync_assignments(psa: Connection) -> AssignmentResult:
             result.synced += 1
     finally:
         psa_client.close()
+        orders.close()
         for client in erp_clients.values():
             client.close()
         buffer.flush()
+    result.purchase_orders = orders.placed
     with transaction.atomic():
         for (code, workspace), ids in refused.items():
             result.refused += len(ids)
@@ -109,7 +132,11 @@ def sync_assignments(psa: Connection) -> AssignmentResult:
                 entity_type="project",
                 entity_ref=workspace,
                 connection_id=psa.pk,
-                details={"entries": ids[:500], "count": len(ids)},
+                details={
+                    "entries": ids[:500],
+                    "count": len(ids),
+                    **orders.details(code, workspace),
+                },
             )
             posting_rejected.send(
                 sender=PostingBatch, failure=failure, key=(psa.name, "assignment", code, workspace)

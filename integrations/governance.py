@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from .canonical.policy import owner_of
 from .models import Connection, WriteLedger
+from .rowupdates import save_rows
 from .signals import governance_violation
 
 logger = logging.getLogger(__name__)
@@ -38,17 +40,42 @@ def record_write(
     connection: Connection, entity_type: str, external_id: str, fields: dict[str, Any]
 ) -> None:
     """Remember what Throughline wrote (call it after the vendor accepted the write)."""
-    hashes = {name: _hash(value) for name, value in fields.items()}
+    record_writes(connection, entity_type, {str(external_id): fields})
+
+
+def record_writes(
+    connection: Connection, entity_type: str, writes: dict[str, dict[str, Any]]
+) -> None:
+    """`record_write` for several records of one type at once (external id -> fields)."""
+    if not writes:
+        return
+    hashes = {
+        str(eid): {name: _hash(value) for name, value in fields.items()}
+        for eid, fields in writes.items()
+    }
     with transaction.atomic():
-        ledger, created = WriteLedger.objects.select_for_update().get_or_create(
-            connection=connection,
-            entity_type=entity_type,
-            external_id=str(external_id),
-            defaults={"field_hashes": hashes},
+        ledgers = {
+            ledger.external_id: ledger
+            for ledger in WriteLedger.objects.select_for_update().filter(
+                connection=connection, entity_type=entity_type, external_id__in=list(hashes)
+            )
+        }
+        for eid, ledger in ledgers.items():
+            ledger.field_hashes = {**ledger.field_hashes, **hashes[eid]}
+            ledger.written_at = timezone.now()
+        save_rows(list(ledgers.values()), ["field_hashes", "written_at"])
+        WriteLedger.objects.bulk_create(
+            [
+                WriteLedger(
+                    connection=connection,
+                    entity_type=entity_type,
+                    external_id=eid,
+                    field_hashes=field_hashes,
+                )
+                for eid, field_hashes in hashes.items()
+                if eid not in ledgers
+            ]
         )
-        if not created:
-            ledger.field_hashes = {**ledger.field_hashes, **hashes}
-            ledger.save(update_fields=["field_hashes", "written_at"])
 
 
 def already_written(

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import bindings, outbox
+from . import bindings, outbox, purchase_orders
 from .canonical import schemas
 from .canonical.errors import MappingError
 from .choices import ErpDocument
@@ -267,7 +267,9 @@ class _ExpenseCollector(_Collector):
 
 class _ChargeCollector(_Collector):
     """Subcontractor charges: approved PSA expenses with a vendor, billed to that vendor in
-    the ERP (a vendor bill tied to the project's job), keyed by the PSA expense id."""
+    the ERP (a vendor bill tied to the project's job), keyed by the PSA expense id. A charge
+    from a vendor whose subcontractor has a purchase order on the project names that order
+    (`purchase_order_source_id`; the bill carries its ERP id)."""
 
     record_type = "vendorBill"
     prefix = "charge"
@@ -290,6 +292,8 @@ class _ChargeCollector(_Collector):
         if vendor_id is None:
             self.rejected[("vendor_not_in_erp", workspace)].append(entry_id)
             return
+        # the vendor's purchase order on the project, when its subcontractor is assigned
+        order = purchase_orders.for_charge(project.erp, vendor_key or "", project.deal_key)
         try:
             expense = kantata_mapping.expense_from_kantata(entry, project_key=project.deal_key)
             charge = schemas.validate(
@@ -301,13 +305,17 @@ class _ChargeCollector(_Collector):
                     "amount": expense.amount,
                     "currency": expense.currency,
                     "incurred_on": expense.spent_on,
+                    "purchase_order_source_id": order[0] if order else None,
                 },
                 source="kantata expense",
             )
         except MappingError:
             self.rejected[("expense_entry_invalid", workspace)].append(entry_id)
             return
-        self._append(project, charge, vendor_id=vendor_id)
+        if order is not None:
+            self._append(project, charge, vendor_id=vendor_id, purchase_order_id=order[1])
+        else:
+            self._append(project, charge, vendor_id=vendor_id)
 
 
 EXPENSE_STREAM = "kantata.expenses"
@@ -330,6 +338,7 @@ def _bodies(batch: PostingBatch, client: Any) -> list[dict[str, Any]]:
                 job_id=item["job_id"],
                 subsidiary_id=item["subsidiary_id"],
                 currency_id=currencies[item["entry"]["currency"]],
+                purchase_order_id=item.get("purchase_order_id"),
             )
             for item in batch.entries
         ]

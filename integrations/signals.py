@@ -3,7 +3,8 @@
 - `step_failed(sender=SyncRun, run, step, failure)`: a step failed; `failure` is a
   workflows.failures.StepFailure. Sent inside the transaction that records the failure, so a
   receiver's writes (an exception record) commit with it or not at all.
-- `run_succeeded(sender=SyncRun, run)`: every step of a run succeeded.
+- `runs_succeeded(sender=SyncRun, runs)`: every step of these runs succeeded (a batch of
+  runs, or one).
 - `poll_failed(sender=Connection, connection, stream, failure)`: reading a change stream
   failed (no run exists yet for what could not be read).
 - `poll_succeeded(sender=Connection, connection, stream)`: the stream was read again.
@@ -12,13 +13,14 @@
 from django.dispatch import Signal
 
 step_failed = Signal()
-run_succeeded = Signal()
+runs_succeeded = Signal()
 poll_failed = Signal()
 poll_succeeded = Signal()
 #: a business transaction missed a deadline (`expectation`: integrations.models.Expectation)
 transaction_stuck = Signal()
-#: a business transaction reached a milestone it was expected to reach
-expectation_met = Signal()
+#: business transactions reached milestones they were expected to reach (`expectations`: a
+#: list of integrations.models.Expectation)
+expectations_met = Signal()
 #: a system changed data it does not own (integrations.governance): connection, entity_type,
 #: external_id, violations {field: owning system}, values {field: value}
 governance_violation = Signal()

@@ -1,6 +1,6 @@
 """Business-transaction bookkeeping: expectations (deadlines a transaction must meet) and
 business timestamps (when it passed each point). The engine records them; the exception
-queues hear about stuck transactions through `transaction_stuck` / `expectation_met`."""
+queues hear about stuck transactions through `transaction_stuck` / `expectations_met`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import BusinessTimestamp, Expectation
-from .signals import expectation_met, transaction_stuck
+from .signals import expectations_met, transaction_stuck
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +60,11 @@ def meet_many(business_keys: list[str], milestone: str) -> None:
             )
         )
         now = timezone.now()
+        Expectation.objects.filter(pk__in=[e.pk for e in met]).update(met_at=now)
         for expectation in met:
             expectation.met_at = now
-        Expectation.objects.bulk_update(met, ["met_at"])
-        for expectation in met:
-            expectation_met.send(sender=Expectation, expectation=expectation)
+        if met:
+            expectations_met.send(sender=Expectation, expectations=met)
 
 
 def stamp(business_key: str, name: str, at: dt.datetime | None = None, *, source: str = "") -> None:
@@ -73,6 +73,26 @@ def stamp(business_key: str, name: str, at: dt.datetime | None = None, *, source
         business_key=business_key,
         name=name,
         defaults={"at": at or timezone.now(), "source": source},
+    )
+
+
+def stamp_many(
+    stamps: list[tuple[str, str]] | list[tuple[str, str, dt.datetime]], *, source: str = ""
+) -> None:
+    """`stamp` for many (business key, name[, at]) at once (default at: now); the first
+    time still counts."""
+    now = timezone.now()
+    BusinessTimestamp.objects.bulk_create(
+        [
+            BusinessTimestamp(
+                business_key=stamp[0],
+                name=stamp[1],
+                at=stamp[2] if len(stamp) > 2 else now,
+                source=source,
+            )
+            for stamp in stamps
+        ],
+        ignore_conflicts=True,
     )
 
 

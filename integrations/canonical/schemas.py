@@ -280,6 +280,11 @@ class Assignment(CanonicalModel):
 
 
 class PurchaseOrder(CanonicalModel):
+    """An order to a subcontractor's firm (a vendor) for hours on a project: `source_id` is
+    Throughline's key of the order ("TL-PO-<assignment id>"), one line of `hours` at the
+    subcontractor's hourly cost `rate` (amount = hours x rate, to the cent); `closed` when the
+    engagement has ended (the order stays, its line closed)."""
+
     SCHEMA = ("purchase_order", 1)
     source_id: Code
     vendor_name: Name
@@ -287,6 +292,13 @@ class PurchaseOrder(CanonicalModel):
     amount: Money
     currency: CurrencyCode
     ordered_on: dt.date
+    vendor_key: ShortText = ""
+    assignment_id: Code | None = None
+    person_id: Code | None = None
+    hours: Quantity | None = None
+    rate: Money | None = None
+    description: ShortText = ""
+    closed: bool = False
 
 
 class SubcontractorCharge(CanonicalModel):

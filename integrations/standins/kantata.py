@@ -157,8 +157,12 @@ Seed (deterministic; one id counter serves all tables, so an id names one record
     6-8   account memberships of users 1-3 (user 1 administrator, 2 and 3 project leads)
     9  organization "Departments" (the Department root), 10 "Geographies" (Geography root)
     11-13 USD cost rates of memberships 6-8: 6500, 7250, 8000 cents an hour
+    14 user       Priya Nair       Subcontractor, Apex Data Consulting (the demo's vendor 1)
+    15 user       Marcus Bell      Subcontractor, Blue Ridge Analytics (the demo's vendor 2)
+    16-17 account memberships of users 14-15 (collaborators)
+    18-19 cost rates of memberships 16-17: GBP 5500 and USD 9000 subunits an hour
 
-New records get ids from 14 on (events and story state changes draw from the same counter).
+New records get ids from 20 on (events and story state changes draw from the same counter).
 Seeded timestamps are 2026-01-05T09:00:00+00:00 (the seed makes no events); new ones are the
 current UTC time at second precision. Project status keys are an illustrative subset of
 Kantata's list (300 Not Started, 401 Active, 410 On Hold, 500 Completed, 501 Cancelled).
@@ -948,6 +952,64 @@ class KantataState(StandinState):
                 "updated_at": SEED_TIME,
             }
             self.table("account_memberships")[mid]["cost_rate_in_cents"] = cents
+        self._seed_subcontractors()
+
+    def _seed_subcontractors(self) -> None:
+        """Users 14-15: people of the demo's subcontractor firms (Apex Data Consulting in
+        GBP, Blue Ridge Analytics in USD), with memberships 16-17 (collaborators) and their
+        hourly cost as cost rates 18-19: GBP 55.00 and USD 90.00."""
+        people = [
+            ("Priya Nair", "priya.nair@apex-data.example", "Apex Data Consulting", "GBP", 5500),
+            ("Marcus Bell", "marcus.bell@blueridge-analytics.example", "Blue Ridge Analytics",
+             "USD", 9000),
+        ]  # fmt: skip
+        users = []
+        for full_name, email, firm, _currency, _cents in people:
+            uid = str(self.next_number())
+            self.table("users")[uid] = {
+                "id": uid,
+                "full_name": full_name,
+                "email_address": email,
+                "headline": f"Subcontractor, {firm}",
+                "photo_path": f"https://app.mavenlink.com/images/avatars/{uid}.png",
+                "account_id": ACCOUNT_ID,
+                "disabled": False,
+                "generic": False,
+                "created_at": SEED_TIME,
+                "updated_at": SEED_TIME,
+            }
+            users.append(uid)
+        memberships = []
+        for uid in users:
+            mid = str(self.next_number())
+            self.table("account_memberships")[mid] = {
+                "id": mid,
+                "user_id": uid,
+                "permission": "collaborator",
+                "is_administrator": False,
+                "is_project_lead": False,
+                "is_owner": False,
+                "bill_rate_in_cents": None,
+                "cost_rate_in_cents": None,
+                "disabled_at": None,
+                "created_at": SEED_TIME,
+                "updated_at": SEED_TIME,
+            }
+            self.table("users")[uid]["account_membership_id"] = mid
+            memberships.append(mid)
+        for mid, (_name, _email, _firm, currency, cents) in zip(memberships, people, strict=True):
+            cid = str(self.next_number())
+            self.table("cost_rates")[cid] = {
+                "id": cid,
+                "account_membership_id": int(mid),
+                "currency": currency,
+                "amount_in_subunits": cents,
+                "in_use": True,
+                "created_at": SEED_TIME,
+                "updated_at": SEED_TIME,
+            }
+            if currency == "USD":  # the membership's default: its rate in the account currency
+                self.table("account_memberships")[mid]["cost_rate_in_cents"] = cents
 
 
 def new_workspace(wid: str, data: Payload, *, creator_id: str, stamp: str) -> Payload:

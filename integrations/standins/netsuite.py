@@ -20,10 +20,10 @@ and for https://<account>.restlets.api.netsuite.com where RESTlets live):
   on an existing record it is an update, so sublist lines are ADDED unless `replace` names
   the sublist), DELETE (204). Record type names are case-insensitive, as in NetSuite.
   Writable: customer, subsidiary, job, invoice, timeBill, expenseReport, resourceAllocation,
-  vendorBill and the custom records below. Read-only here (edit them through
+  vendorBill, purchaseOrder and the custom records below. Read-only here (edit them through
   `/__standin__/`): currency, nexus, term, employee, department, currencyRate,
   accountingPeriod, serviceSaleItem, salesTaxItem, expenseCategory, customerPayment, vendor,
-  account.
+  account, servicePurchaseItem.
 - Idempotency: `X-NetSuite-Idempotency-Key` with or without `Prefer: respond-async`. With
   respond-async the answer is 202 + `Location: /services/rest/async/v1/job/{id}`; the job, its
   task and `.../task/{id}/result` (the replayed original answer) can be read back. A repeated
@@ -36,7 +36,8 @@ and for https://<account>.restlets.api.netsuite.com where RESTlets live):
   datetimes are ISO 8601 UTC ("Using Datetime Fields"). Tables: customer, subsidiary,
   currency, employee, department, currencyrate, accountingperiod, job, timebill,
   resourceallocation, vendor, the custom records, and `transaction` (invoices 'CustInvc',
-  customer payments 'CustPymt', expense reports 'ExpRept' and vendor bills 'VendBill';
+  customer payments 'CustPymt', expense reports 'ExpRept', vendor bills 'VendBill' and
+  purchase orders 'PurchOrd';
   `status` is the one-letter code, e.g.
   'A' Open and 'B' Paid In Full for invoices, as the saved-search ids 'CustInvc:A'/'CustInvc:B'
   suggest; not confirmed for SuiteQL).
@@ -131,7 +132,26 @@ the SuiteScript/SOAP records browsers and public client libraries, e.g. NetSweet
   "Please enter value(s) for: Account"), and that a billable line needs a customer (the
   stand-in refuses one without). Not modelled: the `item` sublist, approvals (approvalStatus),
   taxes, payments, line department/class/location, and whether a line's customer must belong
-  to the bill's subsidiary.
+  to the bill's subsidiary. `custbody_tl_po` is a custom body field (List/Record: Purchase
+  Order) a firm deploys to tie a bill to the purchase order it is billed against: an existing
+  purchase order, rendered as a reference; a purchase order a bill names cannot be deleted.
+- `purchaseOrder` (REST record id "purchaseOrder", the Purchase Orders feature and the create
+  sample `{"entity": {"id"}, "item": {"items": [{"item": {"id"}, "rate"}]}}` confirmed by the
+  Help Center's "Purchase Order" page; fields from the SOAP schema browser's PurchaseOrder and
+  PurchaseOrderItem, camelCase REST ids not confirmed): entity (an active vendor), subsidiary
+  (must be the vendor's), currency (the vendor's, as on bills), tranDate (required), dueDate,
+  memo, externalId and the `item` sublist (item = an active servicePurchaseItem, description,
+  quantity > 0 (default 1), rate >= 0, amount (default quantity x rate, to the cent, half
+  up), customer = the "Customer:Project" the line is for (an active job or customer),
+  isBillable (a billable line needs a customer), isClosed). The stand-in numbers it (tranId
+  "PO-1001", ...), computes `total` (the sum of the lines, closed ones included; tax not
+  modelled) and the status: "H" Closed when every line is closed, else "B" Pending Receipt
+  (saved-search ids 'PurchOrd:A'..'H'; receipts, bills against the order, approvals and the
+  other statuses are not modelled). A purchase order is non-posting ("has no accounting
+  impact until the included items are received", Help Center): it has no postingPeriod and
+  is accepted, edited and deleted in a closed period. A job with purchase order lines cannot
+  be deleted. `servicePurchaseItem` (read-only; a "Service for Purchase" item: itemId,
+  displayName, expenseAccount, isInactive) is what the lines order.
 - Custom records (REST serves them as `customrecord_<id>` with `custrecord_<id>` fields):
   `customrecord_tl_revenue_schedule` (name, custrecord_tl_contract, custrecord_tl_period,
   custrecord_tl_amount, custrecord_tl_currency (ISO code as text), isInactive; one record per
@@ -150,24 +170,39 @@ The bulk RESTlet (`POST /app/site/hosting/restlet.nl?script=customscript_tl_bulk
 customdeploy_tl_bulk_post`, same bearer token): NetSuite's REST record service has no bulk
 insert, so firms deploy a RESTlet for volume. This one is a script the firm deploys
 (Throughline would ship its SuiteScript source); its contract is Throughline's own. Body
-`{"recordType": "timeBill"|"expenseReport", "records": [1..500 record bodies as the record
-service takes them, each with an externalId]}`; answer 200 `{"results": [{"externalId", "id"?,
-"status": "created"|"exists"|"error", "error"?: {"code", "message"}}]}` in input order. A
-record whose externalId exists answers "exists" with its id (first write wins), so a repeated
-batch is harmless; a bad record (closed period, unknown or inactive employee, unknown job)
+`{"recordType", "action": "create"|"upsert" (default "create"), "records": [1..500 record
+bodies as the record service takes them, each with an externalId]}`; answer 200 `{"results":
+[{"externalId", "id"?, "status", "error"?: {"code", "message"}}]}` in input order.
+- "create" (recordType "timeBill" or "expenseReport"): status "created"|"exists"|"error". A
+  record whose externalId exists answers "exists" with its id (first write wins), so a
+  repeated batch is harmless.
+- "upsert" (recordType "customer", "job", "customrecord_tl_billing_milestone" or
+  "customrecord_tl_revenue_schedule"; provisioning many deals in few calls): status
+  "created"|"updated"|"unchanged"|"error". An externalId not in the index is created, one in
+  it updated, through the same validation as the record service's `PUT .../eid:<externalId>`
+  (so an update ADDS sublist lines without an id, e.g. a customer's taxRegistration: there is
+  no `replace` here). A body that leaves the record as it is answers "unchanged" and saves
+  nothing, so a repeated batch is harmless. References to other records are `{"id": ...}`
+  internal ids (a job's parent customer, a milestone's custrecord_tl_bm_job), so a batch of
+  jobs follows the batch of their customers.
+Upserting transactions (time, expenses) is refused: those stay first-write-wins. A bad record
+(closed period, unknown or inactive employee, unknown job or subsidiary, a duplicate entityId)
 answers an error for that record only (code INVALID_FLD_VALUE and SuiteScript's "You have
 entered an Invalid Field Value ... for the following field: ..." for a bad reference,
 otherwise NetSuite's code). RESTlet errors are `{"error": {"code", "message"}}`: an unknown
-script answers 400 SSS_INVALID_SCRIPTLET_ID, a request the script cannot read 400
-TL_BAD_REQUEST, a body that is not application/json 415 (not confirmed), a bad token 401
-INVALID_LOGIN_ATTEMPT. Real governance: a RESTlet call may spend 5,000 usage units and each
-saved transaction costs 20, so a real script cannot save 500 transactions in one call; set
-`restlet_usage_limit` (settings) to make the stand-in stop at that budget (10 units for the
-lookup, 20 per created record): the records saved so far stay saved and the call answers 400
-SSS_USAGE_LIMIT_EXCEEDED, as NetSuite does when a script runs out of units. The default (0)
-does not meter. The RESTlet keeps an index by externalId: a batch never scans a table (an
-externalId changed by hand through the generic `/__standin__/records` editor is indexed only
-at the next reset or restore).
+script answers 400 SSS_INVALID_SCRIPTLET_ID, a request the script cannot read (an unknown
+action, a recordType the action does not take) 400 TL_BAD_REQUEST, a body that is not
+application/json 415 (not confirmed), a bad token 401 INVALID_LOGIN_ATTEMPT. Real governance:
+a RESTlet call may spend 5,000 usage units and each saved transaction costs 20, so a real
+script cannot save 500 transactions in one call; set `restlet_usage_limit` (settings) to make
+the stand-in stop at that budget (10 units for the lookup, 20 per saved record, created or
+updated; the stand-in charges entities and custom records as transactions, which NetSuite
+is reported to charge less: not confirmed): the records saved so far stay saved and the call
+answers 400 SSS_USAGE_LIMIT_EXCEEDED, as NetSuite does when a script runs out of units. The
+default (0) does not meter. The RESTlet keeps an index by externalId: a batch never scans a
+table for it (the upsert of a customer or job with an entityId does scan, to refuse a
+duplicate entityId as NetSuite does on save). An externalId changed by hand through the
+generic `/__standin__/records` editor is indexed only at the next reset or restore.
 
 Errors use NetSuite's shape: `{type, title, status, "o:errorDetails": [{detail, "o:errorCode",
 "o:errorPath"?, "o:errorQueryParam"?, "o:errorHeader"?, "o:urlPath"?}]}`.
@@ -189,12 +224,14 @@ Seed (ids are stable across resets):
   currency), 7-12 the same pairs effective 30 days earlier.
 - vendor 301 "Apex Data Consulting" (subsidiary 2, GBP, externalId "TL-VENDOR-301") and 302
   "Blue Ridge Analytics" (subsidiary 1, USD, "TL-VENDOR-302"), both with default expense
-  account 1; account 1 "5100 Subcontractor Costs", 2 "5190 Legacy Subcontracting" (inactive).
+  account 1; account 1 "5100 Subcontractor Costs", 2 "5190 Legacy Subcontracting" (inactive);
+  servicePurchaseItem 10 "Subcontracted Services" (expense account 1).
 - serviceSaleItem 1 "Professional Services", 2 "Milestone Billing", 3 "Expense Rebill";
   salesTaxItem 1 S-GB 20 %, 2 Z-GB 0 %, 3 S-DE 19 %, 4 S-US 0 %; expenseCategory 1 Travel,
   2 Meals, 3 Accommodation, 4 Mileage, 5 Other.
 - No customers, jobs or transactions. Customers and jobs share the entity ids from 1001 up;
-  invoices, payments, expense reports and vendor bills share the transaction ids from 5001 up;
+  invoices, payments, expense reports, vendor bills and purchase orders share the transaction
+  ids from 5001 up;
   time bills, resource allocations and custom records count from 1.
 - Account "TSTDRV1234567", client id "throughline-demo-client", trusted certificate id
   "throughline-demo-cert" (its key is read from the keys directory unless passed in). A second
@@ -209,16 +246,16 @@ dateCreated, lastModifiedDate. REST web services expose only SuiteTax fields, so
 VAT number lives in the taxRegistration sublist, not in the legacy `vatRegNumber`.
 
 Stand-in extras under `/__standin__/netsuite/`: an HTML page with the subsidiaries (and a form
-to add a tax registration), the accounting periods (close or reopen) and the open invoices
-(record a payment); `settings` (GET/POST concurrency_limit, latency_ms, token_lifetime,
-restlet_usage_limit); `lose-responses` (POST a rule `{path, method, times, status}`: matching
-writes, RESTlet calls included, are committed and then answered with `status`, 503 by
-default, as when a response is lost; DELETE clears); `certificates` (POST `{"kid", "pem"}` to
-trust a key, as uploading a certificate to NetSuite); `governance` (in-flight, peak and
-rejected counts); `invoice/{id}/pay` (POST `{"amount": "120.00", "date"?: "YYYY-MM-DD"}`, a
-partial or full payment: records a customerPayment and updates the invoice's amountPaid,
-amountRemaining, status and lastModifiedDate; `id` may be `eid:<externalId>`; a form post
-redirects to the page); `accounting-period/{id}` (POST `{"closed": true|false}`).
+to add a tax registration), the accounting periods (close or reopen), the open invoices (record
+a payment) and the purchase orders with their lines; `settings` (GET/POST concurrency_limit,
+latency_ms, token_lifetime, restlet_usage_limit); `lose-responses` (POST a rule `{path, method,
+times, status}`: matching writes, RESTlet calls included, are committed and then answered with
+`status`, 503 by default, as when a response is lost; DELETE clears); `certificates` (POST
+`{"kid", "pem"}` to trust a key, as uploading a certificate to NetSuite); `governance`
+(in-flight, peak and rejected counts); `invoice/{id}/pay` (POST `{"amount": "120.00", "date"?:
+"YYYY-MM-DD"}`, a partial or full payment: records a customerPayment and updates the invoice's
+amountPaid, amountRemaining, status and lastModifiedDate; `id` may be `eid:<externalId>`; a
+form post redirects to the page); `accounting-period/{id}` (POST `{"closed": true|false}`).
 """
 
 from __future__ import annotations
@@ -537,6 +574,8 @@ REVENUE_RECORD = "customrecord_tl_revenue_schedule"
 MILESTONE_RECORD = "customrecord_tl_billing_milestone"
 ALLOCATION_RECORD = "resourceallocation"
 VENDOR_BILL = "vendorbill"
+PURCHASE_ORDER = "purchaseorder"
+PURCHASE_ITEM = "servicepurchaseitem"
 #: resourceAllocation list values: allocationUnit (REST ids "H"/"P" as Throughline uses them;
 #: SOAP's enum is _hours/_percentOfTime) and allocationType (1 Hard, 2 Soft: ids not confirmed)
 ALLOCATION_UNITS = {"H": "Hours", "P": "Percent of Time"}
@@ -565,6 +604,8 @@ RECORD_TYPES = (
     "vendor",
     "account",
     VENDOR_BILL,
+    PURCHASE_ITEM,
+    PURCHASE_ORDER,
 )
 WRITABLE_TYPES = (
     "customer",
@@ -577,6 +618,7 @@ WRITABLE_TYPES = (
     MILESTONE_RECORD,
     ALLOCATION_RECORD,
     VENDOR_BILL,
+    PURCHASE_ORDER,
 )
 TRANSACTION_TYPES = ("invoice", "customerpayment", "expensereport", "timebill", VENDOR_BILL)
 #: record types that share one internal id sequence, as entities and transactions do
@@ -587,8 +629,14 @@ ID_GROUPS = {
     "customerpayment": "transaction",
     "expensereport": "transaction",
     VENDOR_BILL: "transaction",
+    PURCHASE_ORDER: "transaction",
 }
-TRAN_PREFIXES = {"invoice": "INV-", "customerpayment": "PYMT-", "expensereport": "EXP-"}
+TRAN_PREFIXES = {
+    "invoice": "INV-",
+    "customerpayment": "PYMT-",
+    "expensereport": "EXP-",
+    PURCHASE_ORDER: "PO-",
+}
 STATUS_NAMES: dict[str, dict[str, str]] = {
     "invoice": {"A": "Open", "B": "Paid In Full", "V": "Voided"},
     "customerpayment": {"A": "Unapproved Payment", "B": "Not Deposited", "C": "Deposited"},
@@ -608,8 +656,27 @@ STATUS_NAMES: dict[str, dict[str, str]] = {
         "D": "Pending Approval",
         "E": "Rejected",
     },
+    #: 'PurchOrd:A'..'H' as saved searches name them (not confirmed for REST)
+    PURCHASE_ORDER: {
+        "A": "Pending Supervisor Approval",
+        "B": "Pending Receipt",
+        "C": "Rejected by Supervisor",
+        "D": "Partially Received",
+        "E": "Pending Billing/Partially Received",
+        "F": "Pending Bill",
+        "G": "Fully Billed",
+        "H": "Closed",
+    },
 }
 BULK_TYPES = {"timebill": "timebill", "expensereport": "expensereport"}
+#: the record types the bulk RESTlet upserts ("action": "upsert"), by lower-case name
+BULK_UPSERT_TYPES = {
+    "customer": "customer",
+    "job": "job",
+    MILESTONE_RECORD: MILESTONE_RECORD,
+    REVENUE_RECORD: REVENUE_RECORD,
+}
+BULK_ACTIONS = ("create", "upsert")
 
 
 class NetSuiteState(StandinState):
@@ -655,6 +722,7 @@ class NetSuiteState(StandinState):
             "tranid:invoice": 10000,
             "tranid:customerpayment": 1000,
             "tranid:expensereport": 1000,
+            f"tranid:{PURCHASE_ORDER}": 1000,
         }
         self.eid_index: dict[str, dict[str, str]] = {}
         self.token_scopes: dict[str, frozenset[str]] = {}
@@ -887,6 +955,16 @@ class NetSuiteState(StandinState):
                 "lastModifiedDate": seeded,
             }
         self.table(VENDOR_BILL)
+        # what purchase orders for subcontracted work order: a "Service for Purchase" item
+        self.table(PURCHASE_ITEM)["10"] = {
+            "id": "10",
+            "itemId": "Subcontracted Services",
+            "displayName": "Subcontracted Services",
+            "expenseAccount": "1",
+            "isInactive": False,
+            "lastModifiedDate": seeded,
+        }
+        self.table(PURCHASE_ORDER)
 
     @staticmethod
     def _subsidiary(sid: str, name: str, country: str, currency: str, at: str) -> dict[str, Any]:
@@ -1270,7 +1348,10 @@ REFERENCE_FIELDS: dict[str, dict[str, str]] = {
         "subsidiary": "subsidiary",
         "currency": "currency",
         "postingPeriod": "accountingperiod",
+        "custbody_tl_po": PURCHASE_ORDER,
     },
+    PURCHASE_ITEM: {"expenseAccount": "account"},
+    PURCHASE_ORDER: {"entity": "vendor", "subsidiary": "subsidiary", "currency": "currency"},
 }
 #: select fields whose values come from a fixed list, rendered as {id, refName}
 LIST_FIELDS: dict[tuple[str, str], dict[str, str]] = {
@@ -1289,6 +1370,7 @@ NUMBER_FIELDS: dict[str, frozenset[str]] = {
     MILESTONE_RECORD: frozenset({"custrecord_tl_bm_amount"}),
     ALLOCATION_RECORD: frozenset({"allocationAmount"}),
     VENDOR_BILL: frozenset({"total"}),
+    PURCHASE_ORDER: frozenset({"total"}),
 }
 SUBLISTS: dict[str, tuple[str, ...]] = {
     "customer": ("taxRegistration",),
@@ -1297,6 +1379,7 @@ SUBLISTS: dict[str, tuple[str, ...]] = {
     "expensereport": ("expense",),
     "customerpayment": ("apply",),
     VENDOR_BILL: ("expense",),
+    PURCHASE_ORDER: ("item",),
 }
 LINE_REFS: dict[tuple[str, str], dict[str, str]] = {
     ("invoice", "item"): {"item": "servicesaleitem", "taxCode": "salestaxitem"},
@@ -1307,12 +1390,14 @@ LINE_REFS: dict[tuple[str, str], dict[str, str]] = {
     },
     ("customerpayment", "apply"): {"doc": "invoice"},
     (VENDOR_BILL, "expense"): {"account": "account", "customer": "job"},
+    (PURCHASE_ORDER, "item"): {"item": PURCHASE_ITEM, "customer": "job"},
 }
 LINE_NUMBERS: dict[tuple[str, str], frozenset[str]] = {
     ("invoice", "item"): frozenset({"quantity", "rate", "amount", "taxRate1", "tax1Amt"}),
     ("expensereport", "expense"): frozenset({"amount", "foreignAmount"}),
     ("customerpayment", "apply"): frozenset({"amount"}),
     (VENDOR_BILL, "expense"): frozenset({"amount"}),
+    (PURCHASE_ORDER, "item"): frozenset({"quantity", "rate", "amount"}),
 }
 
 
@@ -1327,7 +1412,7 @@ def ref_name(record_type: str, record: dict[str, Any]) -> str:
         return f"{record.get('entityId') or ''} {record.get('companyName') or ''}".strip()
     if record_type == "accountingperiod":
         return str(record.get("periodName") or record.get("id"))
-    if record_type in ("servicesaleitem", "salestaxitem"):
+    if record_type in ("servicesaleitem", "salestaxitem", PURCHASE_ITEM):
         return str(record.get("itemId") or record.get("id"))
     if record_type in TRAN_PREFIXES:
         return f"#{record.get('tranId') or record.get('id')}"
@@ -2486,6 +2571,7 @@ VENDOR_BILL_FIELDS = frozenset(
         "memo",
         "postingPeriod",
         "expense",
+        "custbody_tl_po",
     }
 )
 #: on a vendor bill `tranId` is the vendor's reference number, typed in (not read-only)
@@ -2599,6 +2685,12 @@ def apply_vendorbill(
         record["tranId"] = _text(body, "tranId", 45)
     if "memo" in body:
         record["memo"] = _text(body, "memo", 999)
+    if "custbody_tl_po" in body:  # the firm's custom field: the purchase order billed against
+        record["custbody_tl_po"] = (
+            None
+            if body["custbody_tl_po"] is None
+            else _reference(state, body, "custbody_tl_po", PURCHASE_ORDER)
+        )
     if "expense" in body:
         record["expense"] = _merge_sublist(
             state,
@@ -2626,6 +2718,145 @@ def apply_vendorbill(
     return record
 
 
+PURCHASE_ORDER_FIELDS = frozenset(
+    {"externalId", "entity", "subsidiary", "currency", "tranDate", "dueDate", "memo", "item"}
+)
+PURCHASE_ORDER_LINE_FIELDS = frozenset(
+    {
+        "links",
+        "line",
+        "id",
+        "item",
+        "description",
+        "quantity",
+        "rate",
+        "amount",
+        "customer",
+        "isBillable",
+        "isClosed",
+    }
+)
+
+
+def _purchase_order_line(
+    state: NetSuiteState, line: dict[str, Any], target: dict[str, Any], base: str
+) -> None:
+    _line_fields(line, PURCHASE_ORDER_LINE_FIELDS, base)
+    if "item" in line:
+        target["item"] = _reference(
+            state, line, "item", PURCHASE_ITEM, path=f"{base}.item", active=True
+        )
+    if "description" in line:
+        target["description"] = _text(line, "description", 4000, f"{base}.description")
+    if "quantity" in line:
+        quantity = _number(line["quantity"], f"{base}.quantity", "quantity")
+        if quantity <= 0:
+            raise _bad(f"{base}.quantity", "quantity must be greater than 0.")
+        target["quantity"] = format(quantity, "f")
+    if "rate" in line:
+        rate = _number(line["rate"], f"{base}.rate", "rate")
+        if rate < 0:
+            raise _bad(f"{base}.rate", "rate cannot be negative.")
+        target["rate"] = format(rate, "f")
+    quantity = to_decimal(target.get("quantity")) or Decimal(1)
+    target["quantity"] = format(quantity, "f")
+    if "amount" in line:
+        target["amount"] = money_text(_amount(line["amount"], f"{base}.amount", "amount"))
+    elif ("rate" in line or "quantity" in line) and (rate := to_decimal(target.get("rate"))):
+        target["amount"] = money_text(quantity * rate)
+    if "customer" in line:
+        target["customer"] = (
+            None
+            if line["customer"] is None
+            else _customer_or_project(state, line, "customer", path=f"{base}.customer")
+        )
+    for flag in ("isBillable", "isClosed"):
+        if flag in line:
+            if not isinstance(line[flag], bool):
+                raise _bad(
+                    f"{base}.{flag}", f"Invalid value for field {flag}: expected true or false."
+                )
+            target[flag] = line[flag]
+    if not target.get("item"):
+        raise _bad(f"{base}.item", "Please enter value(s) for: Item")
+    if to_decimal(target.get("amount")) is None:
+        raise _bad(f"{base}.amount", "Please enter value(s) for: Amount")
+    if target.get("isBillable") and not target.get("customer"):
+        raise _bad(f"{base}.customer", "Please enter value(s) for: Customer")
+
+
+def apply_purchaseorder(
+    state: NetSuiteState,
+    body: dict[str, Any],
+    current: dict[str, Any] | None,
+    *,
+    replace: frozenset[str],
+) -> dict[str, Any]:
+    """Validate a purchase order write (goods or services ordered from a vendor; here the
+    hours of a subcontractor, each `item` line for the project in `customer`), compute its
+    total and status and return the record to store. A purchase order is a non-posting
+    transaction: it has no posting period and is not refused in a closed period."""
+    _check_fields(body, PURCHASE_ORDER_FIELDS, "purchaseOrder", TRAN_READ_ONLY)
+    record = dict(current or {})
+    creating = current is None
+    _external_id(body, record)
+    if "entity" in body:
+        record["entity"] = _reference(state, body, "entity", "vendor", active=True)
+    if not record.get("entity"):
+        raise _bad("entity", "Please enter value(s) for: Vendor")
+    vendor = state.table("vendor").get(str(record["entity"])) or {}
+    home = ref_id(vendor.get("subsidiary"))
+    if "subsidiary" in body:
+        record["subsidiary"] = _reference(state, body, "subsidiary", "subsidiary")
+    record["subsidiary"] = record.get("subsidiary") or home
+    if record["subsidiary"] != home:
+        raise _bad(
+            "subsidiary",
+            f"The vendor {ref_name('vendor', vendor)} is not assigned to subsidiary "
+            f"{record['subsidiary']}.",
+        )
+    if "currency" in body:
+        record["currency"] = _reference(state, body, "currency", "currency")
+    own_currency = ref_id(vendor.get("currency"))
+    record["currency"] = record.get("currency") or own_currency
+    if record["currency"] != own_currency:
+        raise _bad(
+            "currency",
+            f"Invalid currency reference key {record['currency']} for entity "
+            f"{record['entity']}: the vendor is billed in currency {own_currency}.",
+        )
+    if "tranDate" in body:
+        record["tranDate"] = _date(body["tranDate"], "tranDate")
+    day = _day_of(record)
+    if day is None:
+        raise _bad("tranDate", "Please enter value(s) for: Date")
+    if "dueDate" in body:
+        record["dueDate"] = None if body["dueDate"] is None else _date(body["dueDate"], "dueDate")
+    if "memo" in body:
+        record["memo"] = _text(body, "memo", 999)
+    if "item" in body:
+        record["item"] = _merge_sublist(
+            state,
+            record,
+            "item",
+            body["item"],
+            replace=creating or "item" in replace,
+            apply_line=_purchase_order_line,
+        )
+    lines = sublist_lines(state, record, "item")
+    if not lines:
+        raise _bad("item", "You must enter at least one line item for this transaction.")
+    for line in lines:
+        line.setdefault("isClosed", False)
+        line.setdefault("isBillable", False)
+    record["item"] = lines
+    record["total"] = money_text(
+        sum((to_decimal(x.get("amount")) or Decimal(0) for x in lines), Decimal(0))
+    )
+    record["status"] = "H" if all(x.get("isClosed") for x in lines) else "B"
+    return record
+
+
 APPLY: dict[str, Callable[..., dict[str, Any]]] = {
     "customer": apply_customer,
     "subsidiary": apply_subsidiary,
@@ -2637,6 +2868,7 @@ APPLY: dict[str, Callable[..., dict[str, Any]]] = {
     MILESTONE_RECORD: apply_billing_milestone,
     ALLOCATION_RECORD: apply_allocation,
     VENDOR_BILL: apply_vendorbill,
+    PURCHASE_ORDER: apply_purchaseorder,
 }
 
 
@@ -2832,6 +3064,7 @@ TRANSACTION_SOURCES = (
     ("customerpayment", "CustPymt"),
     ("expensereport", "ExpRept"),
     (VENDOR_BILL, "VendBill"),
+    (PURCHASE_ORDER, "PurchOrd"),
 )
 DATETIME_COLUMNS = frozenset({"datecreated", "lastmodifieddate", "createddate", "lastmodified"})
 DATE_COLUMNS = frozenset(
@@ -3091,6 +3324,18 @@ class _Parser:
             negate = self.word("NOT")
             self.expect_word("NULL")
             return _Cond(left, "IS NOT NULL" if negate else "IS NULL", ("lit", None))
+        negate = self.word("NOT")
+        if self.word("IN"):
+            self.expect_punct("(")
+            items = [self.operand()]
+            while self.punct(","):
+                items.append(self.operand())
+            self.expect_punct(")")
+            if any(item[0] != "lit" for item in items):
+                raise SuiteQLError("IN (...) takes literal values only in the stand-in.")
+            return _Cond(left, "NOT IN" if negate else "IN", ("list", items))
+        if negate:
+            raise SuiteQLError("Expected IN after NOT.")
         tok = self.peek()
         if not tok or tok[0] != "op":
             raise SuiteQLError("Expected a comparison operator.")
@@ -3155,6 +3400,11 @@ def _matches(table: str, cond: _Cond, record: dict[str, Any]) -> bool:
         return left is None
     if cond.op == "IS NOT NULL":
         return left is not None
+    if cond.op in ("IN", "NOT IN"):
+        pairs = [_comparable(left, value(item)) for item in cond.right[1]]
+        if cond.op == "IN":
+            return any(p is not None and p[0] == p[1] for p in pairs)
+        return all(p is not None and p[0] != p[1] for p in pairs)  # NULL NOT IN (...) is false
     pair = _comparable(left, value(cond.right))
     if pair is None:
         return False
@@ -3193,8 +3443,9 @@ def run_suiteql(state: NetSuiteState, query: str) -> list[dict[str, Any]]:
     """Run the supported SuiteQL subset and return the rows (without paging).
 
     Supported: SELECT * | col [AS alias] | TO_CHAR(col, 'fmt') [AS alias], ...; FROM one table of
-    SUITEQL_COLUMNS [alias]; WHERE cond AND cond ...; cond = operand op operand or
-    col IS [NOT] NULL, op in = != <> < <= > >=, operand = column, 'string', number,
+    SUITEQL_COLUMNS [alias]; WHERE cond AND cond ...; cond = operand op operand,
+    col IS [NOT] NULL or operand [NOT] IN (literal, ...), op in = != <> < <= > >=,
+    operand = column, 'string', number,
     TO_TIMESTAMP('...', 'YYYY-MM-DD HH24:MI:SS') or TO_DATE('...', 'YYYY-MM-DD') (read as UTC);
     ORDER BY col [ASC|DESC], ... (default: by id). Anything else is a 400 INVALID_PARAMETER.
     """
@@ -3299,6 +3550,7 @@ CREATED_FIELDS = {
     MILESTONE_RECORD: "created",
     ALLOCATION_RECORD: "dateCreated",
     VENDOR_BILL: "createdDate",
+    PURCHASE_ORDER: "createdDate",
 }
 #: (record type, field) pairs that reference a record of the key's type
 DEPENDENTS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -3310,6 +3562,7 @@ DEPENDENTS: dict[str, tuple[tuple[str, str], ...]] = {
         (MILESTONE_RECORD, "custrecord_tl_bm_job"),
         (ALLOCATION_RECORD, "project"),
     ),
+    PURCHASE_ORDER: ((VENDOR_BILL, "custbody_tl_po"),),
 }
 
 
@@ -3331,6 +3584,13 @@ def has_dependents(state: NetSuiteState, rtype: str, record: dict[str, Any]) -> 
                         if isinstance(x, dict)
                     ):
                         return True
+            for order in state.table(PURCHASE_ORDER).values():  # ordered for the project
+                if any(
+                    ref_id(x.get("customer")) == rid
+                    for x in order.get("item") or []
+                    if isinstance(x, dict)
+                ):
+                    return True
     return False
 
 
@@ -3960,13 +4220,23 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
             body = json.loads(await request.body(), parse_float=Decimal)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return restlet_error(400, "TL_BAD_REQUEST", "The request body is not JSON.")
+        action = body.get("action", "create") if isinstance(body, dict) else "create"
+        if action not in BULK_ACTIONS:
+            return restlet_error(400, "TL_BAD_REQUEST", 'action must be "create" or "upsert".')
+        types = BULK_UPSERT_TYPES if action == "upsert" else BULK_TYPES
         rtype = None
         if isinstance(body, dict) and isinstance(body.get("recordType"), str):
-            rtype = BULK_TYPES.get(body["recordType"].lower())
+            rtype = types.get(body["recordType"].lower())
         records = body.get("records") if isinstance(body, dict) else None
         if rtype is None:
+            allowed = (
+                '"customer", "job", "customrecord_tl_billing_milestone" or '
+                '"customrecord_tl_revenue_schedule"'
+                if action == "upsert"
+                else '"timeBill" or "expenseReport"'
+            )
             return restlet_error(
-                400, "TL_BAD_REQUEST", 'recordType must be "timeBill" or "expenseReport".'
+                400, "TL_BAD_REQUEST", f"recordType must be {allowed} to {action}."
             )
         if not isinstance(records, list) or not 1 <= len(records) <= MAX_BATCH:
             return restlet_error(
@@ -3975,7 +4245,10 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
         with state.lock:
             state.period_memo = {}
             try:
-                results, exhausted = post_records(rtype, records)
+                if action == "upsert":
+                    results, exhausted = upsert_records(rtype, records)
+                else:
+                    results, exhausted = post_records(rtype, records)
             finally:
                 state.period_memo = None
         lost = state.take_lost_response(request.method, request.url.path)
@@ -4027,6 +4300,60 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
             save(rtype, record, now)
             usage += RESTLET_SAVE_UNITS
             results.append({"externalId": external, "id": record["id"], "status": "created"})
+        return results, False
+
+    def upsert_records(rtype: str, records: list[Any]) -> tuple[list[dict[str, Any]], bool]:
+        """The script's upsert loop: look each externalId up in the index; a new one is
+        created and an existing one updated through the same validation as the record
+        service's `PUT .../eid:<externalId>` (an update ADDS sublist lines without an id, as
+        there). A record the body leaves as it was is not saved ("unchanged", no save units).
+        An error stays with its record. Runs under the state lock."""
+        now = iso(utcnow())
+        limit = state.restlet_usage_limit
+        usage = RESTLET_LOOKUP_UNITS
+        results: list[dict[str, Any]] = []
+        for item in records:
+            external = item.get("externalId") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or not isinstance(external, str):
+                results.append(
+                    {
+                        "externalId": external if isinstance(external, str) else None,
+                        "status": "error",
+                        "error": {
+                            "code": "TL_BAD_RECORD",
+                            "message": "Each record is an object with an externalId.",
+                        },
+                    }
+                )
+                continue
+            current = state.by_external_id(rtype, external)
+            try:
+                record = APPLY[rtype](state, item, current, replace=frozenset())
+                if current is not None and record == current:
+                    results.append(
+                        {"externalId": external, "id": current["id"], "status": "unchanged"}
+                    )
+                    continue
+                check_unique(rtype, record)
+                if limit and usage + RESTLET_SAVE_UNITS > limit:
+                    return results, True
+                if current is None:
+                    numbered(rtype, record)
+                    check_unique(rtype, record)
+            except NsError as exc:
+                results.append(
+                    {"externalId": external, "status": "error", "error": script_error(exc)}
+                )
+                continue
+            save(rtype, record, now, current)
+            usage += RESTLET_SAVE_UNITS
+            results.append(
+                {
+                    "externalId": external,
+                    "id": record["id"],
+                    "status": "created" if current is None else "updated",
+                }
+            )
         return results, False
 
     # -- control: payments and accounting periods -----------------------------------------
@@ -4214,6 +4541,7 @@ def _render_extras(state: NetSuiteState) -> str:
     parts.append("</table>")
     parts.extend(_render_periods(state))
     parts.extend(_render_invoices(state))
+    parts.extend(_render_purchase_orders(state))
     return "".join(parts)
 
 
@@ -4265,6 +4593,37 @@ def _render_invoices(state: NetSuiteState) -> list[str]:
             f"<td>{esc(str(invoice.get('dueDate')))}</td>"
             f"<td>{esc(str(invoice.get('total')))}</td><td>{remaining}</td>"
             f"<td>{esc(status)}</td><td>{form}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
+def _render_purchase_orders(state: NetSuiteState) -> list[str]:
+    esc = html.escape
+    with state.lock:
+        orders = [dict(o) for o in state.table(PURCHASE_ORDER).values()]
+        vendors = {vid: ref_name("vendor", v) for vid, v in state.table("vendor").items()}
+    parts = [
+        "<h2>Purchase orders</h2><table><tr><th>Number</th><th>External id</th><th>Vendor</th>"
+        "<th>Date</th><th>Lines (project: hours x rate = amount)</th><th>Total</th>"
+        "<th>Status</th></tr>"
+    ]
+    for order in orders[-50:]:
+        lines = "<br>".join(
+            esc(
+                f"{line.get('customer')}: {line.get('quantity')} x {line.get('rate')} = "
+                f"{line.get('amount')}{' (closed)' if line.get('isClosed') else ''}"
+            )
+            for line in order.get("item") or []
+            if isinstance(line, dict)
+        )
+        status = STATUS_NAMES[PURCHASE_ORDER].get(str(order.get("status")), "")
+        parts.append(
+            f"<tr><td>{esc(str(order.get('tranId')))}</td>"
+            f"<td>{esc(str(order.get('externalId') or ''))}</td>"
+            f"<td>{esc(vendors.get(str(order.get('entity')), str(order.get('entity'))))}</td>"
+            f"<td>{esc(str(order.get('tranDate')))}</td><td>{lines}</td>"
+            f"<td>{esc(str(order.get('total')))}</td><td>{esc(status)}</td></tr>"
         )
     parts.append("</table>")
     return parts

@@ -20,10 +20,38 @@ It serves Salesforce's real paths, handshake, envelopes, headers and error bodie
   `GET|PATCH .../sobjects/{Object}/{ExtIdField}/{value}` - upsert: 201 created, 200 updated,
   300 with the list of matching record URLs when several match, `?updateOnly=true` answers 404
   instead of creating; Id or the external-id field in the body answers 400.
+* `PATCH /services/data/vNN.N/composite/sobjects` - sObject Collections update, see below.
 
 Every authenticated answer carries `Sforce-Limit-Info: api-usage=N/LIMIT`; past the daily
 limit it is 403 `REQUEST_LIMIT_EXCEEDED`. No, bad, revoked or expired token: 401
 `INVALID_SESSION_ID`. Error bodies are arrays of `{message, errorCode[, fields]}`.
+
+sObject Collections update. Confirmed from the REST API Developer Guide ("Update Records
+Using sObject Collections"): body `{"allOrNone": bool (optional, default false), "records":
+[{"attributes": {"type": "Opportunity"}, "id": "006...", <fields>}, ...]}`, up to 200 records,
+of one or several types; each needs an attributes map with a type and an id; records are
+updated in the order listed and the answer is 200 with one SaveResult per record in that
+order, `{"id", "success": true, "errors": []}` or `{"success": false, "errors":
+[{"statusCode", "message", "fields"}]}`; a request that is not well formed answers 400 (the
+usual error array); with allOrNone any failure rolls the whole request back. Seen in public
+client code and bug reports, not in the guide: more than 200 records answer 400
+EXCEEDED_ID_LIMIT "record limit reached. cannot submit more than 200 records into this
+call"; the records rolled back answer statusCode ALL_OR_NONE_OPERATION_ROLLED_BACK, "Record
+rolled back because not all records were valid and the request was using AllOrNone header",
+fields []. What the stand-in does beyond that (best guesses): each record goes through the
+same checks as a single `PATCH .../sobjects/{Object}/{Id}` (writable fields, types, restricted
+picklists, currencies) and its error becomes the record's SaveResult error (errorCode ->
+statusCode, fields [] when the single answer has none); a record without an id answers
+MISSING_ARGUMENT "Id not specified in an update call", an id that is not an id of the type
+MALFORMED_ID (fields ["Id"]), an id of no record ENTITY_IS_DELETED "entity is deleted". A
+failed SaveResult carries `id` only when the id named a record (clients should go by
+position). With allOrNone every record is checked before any is written: the failing ones
+answer their own errors, the others ALL_OR_NONE_OPERATION_ROLLED_BACK, and nothing changes
+(no SystemModstamp, no OpportunityHistory row, no outbound event). Without it the records are
+checked and written one after the other. A written record is stamped, gets its history row and
+fires its event as after a single PATCH. Not modelled: the limit of 10 type chunks per
+request, duplicate ids in one request (written twice, in order), POST/GET/DELETE on the
+collection. One request counts as one API call against the daily limit, whatever it holds.
 
 SOQL: an honest subset - `SELECT f, Parent.f, ... FROM Object [WHERE cmp AND cmp ...]
 [ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], ...] [LIMIT n]`, comparisons `= != <> < > <= >=` and
@@ -1562,6 +1590,108 @@ def render_record(
 # -- write validation ---------------------------------------------------------------------
 
 
+#: most records one sObject Collections request may carry
+COLLECTION_LIMIT = 200
+ROLLED_BACK = "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+ROLLED_BACK_MESSAGE = (
+    "Record rolled back because not all records were valid and the request was using "
+    "AllOrNone header"
+)
+
+
+def _save_error(code: str, message: str, fields: list[str] | None = None) -> dict[str, Any]:
+    """One error of a SaveResult: `statusCode`, where a whole-call error has `errorCode`."""
+    return {"statusCode": code, "message": message, "fields": list(fields or [])}
+
+
+def collection_update(state: SalesforceState, body: Any) -> list[dict[str, Any]]:
+    """sObject Collections update (see the module docstring): the SaveResults, in order.
+    A request that is not well formed raises SalesforceApiError (400)."""
+    if not isinstance(body, dict):
+        raise SalesforceApiError(
+            400, "JSON_PARSER_ERROR", "The request body must be a JSON object with records"
+        )
+    all_or_none = body.get("allOrNone", False)
+    if not isinstance(all_or_none, bool):
+        raise SalesforceApiError(
+            400, "JSON_PARSER_ERROR", "Cannot deserialize instance of boolean for allOrNone"
+        )
+    records = body.get("records")
+    if not isinstance(records, list):
+        raise SalesforceApiError(
+            400, "JSON_PARSER_ERROR", "records: a list of sObjects is required"
+        )
+    if len(records) > COLLECTION_LIMIT:
+        raise SalesforceApiError(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            "record limit reached. cannot submit more than 200 records into this call",
+        )
+    # (sobject, raw id, fields) for each record, checked for shape before anything is written
+    items: list[tuple[str, Any, dict[str, Any]]] = []
+    for raw in records:
+        if not isinstance(raw, dict):
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", "Each record must be a JSON object of fields"
+            )
+        attributes = raw.get("attributes")
+        kind = attributes.get("type") if isinstance(attributes, dict) else None
+        if not isinstance(kind, str) or not kind:
+            raise SalesforceApiError(
+                400,
+                "INVALID_TYPE",
+                "Each record must contain an attributes map with a value for type",
+            )
+        sobject = _canonical(SOBJECTS, kind)
+        if sobject is None:
+            raise SalesforceApiError(
+                400, "INVALID_TYPE", f"sObject type '{kind}' is not supported."
+            )
+        id_key = _canonical([k for k in raw if isinstance(k, str)], "id")
+        fields = {k: v for k, v in raw.items() if k not in ("attributes", id_key)}
+        items.append((sobject, raw.get(id_key) if id_key else None, fields))
+
+    def check(sobject: str, raw_id: Any, fields: dict[str, Any]) -> tuple[Any, Any, Any]:
+        """(record, values, error): what one record would write, or its error."""
+        if raw_id in (None, ""):
+            return None, None, _save_error("MISSING_ARGUMENT", "Id not specified in an update call")
+        normal = normalize_id(raw_id) if isinstance(raw_id, str) else None
+        if normal is None or not normal.startswith(KEY_PREFIXES[sobject]):
+            message = f"{sobject} ID: id value of incorrect type: {raw_id}"
+            return None, None, _save_error("MALFORMED_ID", message, ["Id"])
+        record = state.table(sobject).get(normal)
+        if not isinstance(record, SObjectRecord):
+            return None, None, _save_error("ENTITY_IS_DELETED", "entity is deleted")
+        try:
+            values = validate_write(state, sobject, fields, creating=False, current=record)
+        except SalesforceApiError as exc:
+            return record, None, _save_error(exc.code, exc.message, exc.fields)
+        return record, values, None
+
+    def result(record: Any, error: dict[str, Any] | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": record["Id"]} if record is not None else {}
+        out.update({"success": error is None, "errors": [error] if error else []})
+        return out
+
+    results: list[dict[str, Any]] = []
+    with state.lock:
+        if all_or_none:
+            checked = [check(*item) for item in items]
+            if any(error is not None for _r, _v, error in checked):
+                rolled_back = _save_error(ROLLED_BACK, ROLLED_BACK_MESSAGE)
+                return [result(record, error or rolled_back) for record, _v, error in checked]
+            for record, values, _error in checked:
+                record.update(values)
+                results.append(result(record, None))
+            return results
+        for item in items:
+            record, values, error = check(*item)
+            if error is None:
+                record.update(values)
+            results.append(result(record, error))
+    return results
+
+
 def _resolve_sobject(raw: str) -> str:
     sobject = _canonical(SOBJECTS, raw)
     if sobject is None:
@@ -1958,6 +2088,9 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
             current.update(values)
         return Response(status_code=204)
 
+    async def collection(request: Request, state: SalesforceState, version: str) -> Response:
+        return JSONResponse(collection_update(state, await _json(request)))
+
     async def by_external_id(request: Request, state: SalesforceState, version: str) -> Response:
         sobject = _resolve_sobject(request.path_params["sobject"])
         raw_field = request.path_params["field"]
@@ -2087,6 +2220,8 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
         Route(data + "/query", api(query), methods=["GET"]),
         Route(data + "/query/", api(query), methods=["GET"]),
         Route(data + "/query/{locator}", api(query_more), methods=["GET"]),
+        Route(data + "/composite/sobjects", api(collection), methods=["PATCH"]),
+        Route(data + "/composite/sobjects/", api(collection), methods=["PATCH"]),
         Route(data + "/sobjects/{sobject}", api(create), methods=["POST"]),
         Route(data + "/sobjects/{sobject}/", api(create), methods=["POST"]),
         Route(data + "/sobjects/{sobject}/{rid}", api(record), methods=["GET", "PATCH", "DELETE"]),

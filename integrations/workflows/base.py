@@ -60,6 +60,28 @@ class Step:
         return ctx.run.correlation_id
 
 
+class BatchStep(Step):
+    """A step written for batches: `run_many` is its one implementation, `run` a batch of
+    one."""
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        (result,) = self.run_many([ctx])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def run_many(self, ctxs: list[StepContext]) -> list[dict[str, Any] | Exception]:
+        raise NotImplementedError
+
+
+def group_by(ctxs: Iterable[StepContext], key: Callable[[StepContext], Any]) -> dict[Any, list]:
+    """Contexts grouped by `key` (a connection, a legal entity), in their order."""
+    groups: dict[Any, list[StepContext]] = {}
+    for ctx in ctxs:
+        groups.setdefault(key(ctx), []).append(ctx)
+    return groups
+
+
 class Workflow:
     """A named composite service: its steps in order.
 
@@ -143,22 +165,27 @@ class StepContext:
     run: SyncRun
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch: Batch = field(default_factory=Batch)
+    #: which attempt of the current step this is (1: no earlier attempt can have written)
+    attempt: int = 1
 
     def connection(self, system: str) -> Connection:
         source = self.run.source_connection if self.run.source_connection_id else None
         if source is not None and source.system == system:
             return source  # the instance the event came from (several CRMs or PSAs)
-        return primary_connection(system)
+        return self.batch.remember(("primary", system), lambda: primary_connection(system))
 
     def route_to(self, legal_entity_code: str, *, title: str = "", business_key: str = "") -> None:
         """Say which legal entity (and so region) the run concerns: routing of its exceptions
         and the trace use them."""
         self.run.legal_entity_code = legal_entity_code[:20]
-        self.run.region = (
-            LegalEntity.objects.filter(code=legal_entity_code)
-            .values_list("region", flat=True)
-            .first()
-            or ""
+        self.run.region = self.batch.remember(
+            ("region", legal_entity_code),
+            lambda: (
+                LegalEntity.objects.filter(code=legal_entity_code)
+                .values_list("region", flat=True)
+                .first()
+                or ""
+            ),
         )
         if title:
             self.run.title = title[:255]
@@ -167,7 +194,8 @@ class StepContext:
 
     def erp(self, document: str) -> Connection:
         """The ERP that receives `document` records for the run's legal entity today."""
-        return erp_for(self.run.legal_entity_code, document)
+        code = self.run.legal_entity_code
+        return self.batch.remember(("erp", code, document), lambda: erp_for(code, document))
 
     def client(self, connection: Connection) -> Any:
         """A client for `connection`, shared by the batch's runs and steps."""

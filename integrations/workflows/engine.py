@@ -19,13 +19,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from integrations import timeline
 from integrations.choices import RunStatus, StepStatus
 from integrations.models import SyncRun, SyncStep
-from integrations.signals import run_succeeded, step_failed
+from integrations.rowupdates import save_rows
+from integrations.signals import runs_succeeded, step_failed
 from integrations.telemetry import StepCalls
 
 from .base import Batch, Step, StepContext, Workflow
@@ -46,21 +48,25 @@ def claim(run_ids: Iterable[int]) -> list[SyncRun]:
     claimable = Q(status=RunStatus.PENDING) | Q(status=RunStatus.RUNNING, claimed_at__lt=stale)
     with transaction.atomic():
         runs = list(
-            SyncRun.objects.select_for_update(skip_locked=True)
+            SyncRun.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk__in=list(run_ids))
             .filter(claimable)
             .select_related("source_connection")
             .order_by("pk")
         )
-        for run in runs:
-            run.status = RunStatus.RUNNING
-            run.claimed_at = now
-            run.attempts += 1
-            run.started_at = run.started_at or now
-            run.finished_at = None
-        SyncRun.objects.bulk_update(
-            runs, ["status", "claimed_at", "attempts", "started_at", "finished_at"]
+        SyncRun.objects.filter(pk__in=[run.pk for run in runs]).update(
+            status=RunStatus.RUNNING,
+            claimed_at=now,
+            attempts=F("attempts") + 1,
+            started_at=Coalesce(F("started_at"), now),
+            finished_at=None,
         )
+    for run in runs:
+        run.status = RunStatus.RUNNING
+        run.claimed_at = now
+        run.attempts += 1
+        run.started_at = run.started_at or now
+        run.finished_at = None
     return runs
 
 
@@ -145,18 +151,24 @@ def _run_step(
     """Run one step for the given runs; record outcomes; return the ids of runs that failed."""
     now = timezone.now()
     steps = {ctx.run.pk: records[(ctx.run.pk, step.name)] for ctx in ctxs}
-    shared = len(steps) > 1
+    key = f"{batch_key}-{position}" if len(steps) > 1 else ""
+    SyncStep.objects.filter(pk__in=[r.pk for r in steps.values()]).update(
+        status=StepStatus.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=now,
+        finished_at=None,
+        error={},
+        batch_key=key,
+    )
     for record in steps.values():
         record.status = StepStatus.RUNNING
         record.attempts += 1
         record.started_at = now
         record.finished_at = None
         record.error = {}
-        record.batch_key = f"{batch_key}-{position}" if shared else ""
-    SyncStep.objects.bulk_update(
-        list(steps.values()),
-        ["status", "attempts", "started_at", "finished_at", "error", "batch_key"],
-    )
+        record.batch_key = key
+    for ctx in ctxs:
+        ctx.attempt = steps[ctx.run.pk].attempts
     calls = StepCalls(steps, f"{batch_key}-{position}")
     batch = ctxs[0].batch
     batch.on_call = calls
@@ -187,25 +199,24 @@ def _run_step(
             ctx.outputs[step.name] = output
             ctx.run.context = {**ctx.run.context, step.name: output}
         with transaction.atomic():
-            SyncStep.objects.bulk_update(
-                [steps[ctx.run.pk] for ctx, _ in done], ["status", "output", "finished_at"]
-            )
-            SyncRun.objects.bulk_update([ctx.run for ctx, _ in done], RUN_FIELDS)
+            save_rows([steps[ctx.run.pk] for ctx, _ in done], ["status", "output", "finished_at"])
+            save_rows([ctx.run for ctx, _ in done], RUN_FIELDS)
     return failed
 
 
 def _succeed(workflow: Workflow, runs: list[SyncRun]) -> None:
     now = timezone.now()
     with transaction.atomic():
+        SyncRun.objects.filter(pk__in=[run.pk for run in runs]).update(
+            status=RunStatus.SUCCEEDED, error={}, finished_at=now
+        )
         for run in runs:
             run.status = RunStatus.SUCCEEDED
             run.error = {}
             run.finished_at = now
-        SyncRun.objects.bulk_update(runs, ["status", "error", "finished_at"])
         if workflow.milestone:
             timeline.meet_many([run.correlation_id for run in runs], workflow.milestone)
-        for run in runs:
-            run_succeeded.send(sender=SyncRun, run=run)
+        runs_succeeded.send(sender=SyncRun, runs=runs)
     for run in runs:
         logger.info("run %s (%s %s) succeeded", run.pk, run.workflow, run.correlation_id)
 

@@ -209,7 +209,7 @@ def test_429_without_retry_after_waits_the_short_default_delay(
     standin: RunningStandin, client: KantataClient, sleeps: Sleeps
 ) -> None:
     fault(standin, method="GET", path="/users", status=429, times=2)
-    assert [u["id"] for u in client.list("users")] == ["1", "2", "3"]
+    assert [u["id"] for u in client.list("users")] == ["1", "2", "3", "14", "15"]
     assert sleeps == [2.0, 2.0]
 
 
@@ -396,7 +396,7 @@ def test_build_client_uses_the_access_token_secret(standin: RunningStandin) -> N
     )
     with client:
         assert client.page_size == 50 and client.connection_id == 7
-        assert [u["id"] for u in client.list("users")] == ["1", "2", "3"]
+        assert [u["id"] for u in client.list("users")] == ["1", "2", "3", "14", "15"]
 
     with pytest.raises(AuthError):
         build_client(base_url=standin.url, settings={}, secrets={})

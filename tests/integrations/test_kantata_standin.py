@@ -41,9 +41,13 @@ def make_workspaces(api: httpx.Client, count: int, prefix: str = "Project") -> l
 
 def test_seed_is_deterministic_and_answers_in_the_kantata_envelope(api: httpx.Client) -> None:
     users = api.get("/api/v1/users.json").json()
-    assert [r["id"] for r in users["results"]] == ["1", "2", "3"]
+    assert [r["id"] for r in users["results"]] == ["1", "2", "3", "14", "15"]
     assert users["users"]["1"]["full_name"] == "Avery Quinn"
-    assert {u["headline"] for u in users["users"].values()} == {"Resource Manager"}
+    assert {u["headline"] for u in users["users"].values()} == {
+        "Resource Manager",
+        "Subcontractor, Apex Data Consulting",
+        "Subcontractor, Blue Ridge Analytics",
+    }
 
     body = api.get("/api/v1/workspaces.json").json()
     assert body["count"] == 1

@@ -314,6 +314,19 @@ def _check_event(raw: Record, operation: str) -> tuple[Record, datetime]:
     return {**raw, "subject_id": subject_id, "payload_changes": changes}, created
 
 
+def _with_reference(fields: Record, ref: str | None) -> Record:
+    """A workspace body carrying Throughline's external reference `ref` (when given)."""
+    payload = dict(fields)
+    if ref is not None:
+        payload["external_reference"] = {
+            "service_name": SERVICE_NAME,
+            "service_model": SERVICE_MODEL,
+            "service_model_ref": ref,
+            "status": "successful",
+        }
+    return payload
+
+
 def _subunits(amount: Decimal, currency: str) -> int:
     """`amount` in the currency's subunits, exactly, or ValueError."""
     if isinstance(amount, bool) or not isinstance(amount, Decimal) or not amount.is_finite():
@@ -556,17 +569,19 @@ class KantataClient(ConnectorHttpClient):
 
     def create_workspace(self, fields: Record, *, ref: str | None = None) -> Record:
         """Create a workspace; with `ref`, its Throughline reference rides in the same call."""
-        payload = dict(fields)
-        if ref is not None:
-            payload["external_reference"] = {
-                "service_name": SERVICE_NAME,
-                "service_model": SERVICE_MODEL,
-                "service_model_ref": ref,
-                "status": "successful",
-            }
-        workspace = self.create("workspaces", "workspace", payload)
+        workspace = self.create("workspaces", "workspace", _with_reference(fields, ref))
         logger.info("kantata: created workspace %s (ref %s)", workspace["id"], ref)
         return workspace
+
+    def create_workspaces(self, items: list[tuple[Record, str]]) -> Records:
+        """Create several workspaces, each with its Throughline reference, in bulk calls of
+        at most 100 (answers in input order). Each call is all-or-nothing at Kantata: one
+        invalid workspace refuses its whole chunk (a ValidationError) and creates none."""
+        workspaces = self.create_many(
+            "workspaces", [_with_reference(fields, ref) for fields, ref in items]
+        )
+        logger.info("kantata: created %d workspaces in bulk", len(workspaces))
+        return workspaces
 
     def add_reference(self, workspace_id: str | int, ref: str) -> Record:
         """Record Throughline's reference on a workspace (an upsert: safe to repeat)."""

@@ -18,7 +18,9 @@ Second round (PSA -> ERP): `milestone_completion_from_story`, `time_entry_from_k
 from subunit integers exactly, hours from minutes in Decimal with the canonical two decimals
 (exact for multiples of 3 minutes, else rounded half-up to the hundredth: the canonical
 Quantity has two places). A zero `cost_rate_in_cents` means no rate set and maps to None;
-notes longer than the canonical 255 characters are cut.
+notes longer than the canonical 255 characters are cut. `cost_rate_from_kantata` reads a
+member's hourly cost in one currency (a subcontractor's, to price a purchase order) from the
+account membership and its cost rates, exactly from subunits.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from integrations.canonical.errors import MappingError
 from integrations.canonical.schemas import (
     Assignment,
+    CostRate,
     Expense,
     Milestone,
     MilestoneCompletion,
@@ -415,3 +418,40 @@ def assignment_from_kantata(a: dict[str, Any]) -> Assignment:
         "person_id": _kantata_id(a, "user_id", entity, source),
     }
     return validate(Assignment, data, source=source)
+
+
+def cost_rate_from_kantata(
+    membership: dict[str, Any],
+    rates: dict[str, dict[str, Any]],
+    *,
+    currency: str,
+    effective_from: dt.date,
+) -> CostRate | None:
+    """A member's hourly cost in `currency` from their account membership (read with
+    `include=cost_rates`: `cost_rate_ids`) and the included cost rates; None when Kantata holds
+    no rate in that currency, or a zero one (no rate set). Kantata's rates carry no date: the
+    caller says from when the rate applies. The user id is the canonical person id."""
+    rid = membership.get("id") if isinstance(membership, dict) else "?"
+    source = f"kantata:account_membership:{rid}"
+    membership = _record(membership, "cost_rate", source)
+    user = _kantata_id(membership, "user_id", "cost_rate", source)
+    ids = membership.get("cost_rate_ids")
+    if not isinstance(ids, list):
+        raise _fail(
+            "cost_rate", "cost_rate_ids", "read the membership with include=cost_rates", source
+        )
+    for cid in ids:
+        rate = rates.get(str(cid)) if isinstance(rates, dict) else None
+        if not isinstance(rate, dict) or rate.get("currency") != currency:
+            continue
+        subunits = _whole(rate, "amount_in_subunits", "cost_rate", source)
+        if subunits == 0:
+            return None
+        data = {
+            "employee_source_id": user,
+            "hourly_cost": from_subunits(subunits, currency),
+            "currency": currency,
+            "effective_from": effective_from,
+        }
+        return validate(CostRate, data, source=source)
+    return None

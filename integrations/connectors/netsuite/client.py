@@ -55,8 +55,17 @@ records browsers and public client libraries; see the stand-in's docstring for t
 - NetSuite's REST record service has no bulk insert. `post_batch` posts time bills and
   expense reports to a RESTlet the firm deploys (script `customscript_tl_bulk_post`, deploy
   `customdeploy_tl_bulk_post`; Throughline would ship its SuiteScript source). Its contract is
-  Throughline's: `{"recordType", "records": [<= 500 record bodies>]}` answered by one result
-  per record, in order; records are keyed by externalId, so a repeat answers "exists". Facts:
+  Throughline's: `{"recordType", "action"?, "records": [<= 500 record bodies>]}` answered by
+  one result per record, in order; records are keyed by externalId, so a repeat answers
+  "exists". `upsert_batch` sends `"action": "upsert"` for customers, jobs, billing milestones
+  and revenue schedule lines (provisioning many deals in few calls): a new externalId answers
+  "created", a known one "updated" (the record service's upsert semantics: sublist lines
+  without an id are added, there is no `replace`) or "unchanged" (nothing saved); references
+  are internal ids, so customers go before their jobs and jobs before their milestones, and a
+  repeat is harmless. A script deployed before upsert refuses these record types (400
+  TL_BAD_REQUEST, a ValidationError); a status the action does not answer (an "exists" to an
+  upsert) is a ResponseShapeError. `inactive_lines` finds the active lines of many jobs or
+  contracts with one SuiteQL query (`IN (...)`) per 500 values. Facts:
   RESTlets live on `https://<account>.restlets.api.netsuite.com/app/site/hosting/restlet.nl`
   (confirmed), take the same OAuth 2.0 token when its scope includes `restlets` (confirmed),
   share the account's concurrency limit and answer 400 SSS_REQUEST_LIMIT_EXCEEDED over it
@@ -67,7 +76,9 @@ records browsers and public client libraries; see the stand-in's docstring for t
   RESTlet answers SSS_USAGE_LIMIT_EXCEEDED; against a real account set `batch_size` to about
   200 or let the script hand off to a map/reduce script. The RESTlet takes no idempotency key;
   the client sends a key derived from the batch's external ids anyway (the RESTlet ignores
-  it) so that the shared client may repeat the call after a timeout, which is safe here.
+  it) so that the shared client may repeat the call after a timeout, which is safe here; for
+  an upsert the key also covers the action and a hash of the bodies (other values, another
+  request).
   An unknown script answers SSS_INVALID_SCRIPTLET_ID (seen in public integrations; its status
   is reported as 400 or 404): a NotFoundError.
 - Reference data comes through SuiteQL (`employee`, `department`, `currencyrate`): one call
@@ -89,11 +100,33 @@ records browsers and public client libraries; see the stand-in's docstring for t
   customer = the project the cost is for, isBillable) are the SuiteScript/SOAP names; their
   REST ids are not confirmed (see the stand-in). NetSuite refuses edits of a bill in a closed
   or A/P-locked period, so a re-run after the close should look the bill up first.
+- Subcontractors' engagements are purchase orders. Confirmed by the Help Center ("Purchase
+  Order" in the REST records list): the REST record id `purchaseOrder`, the Purchase Orders
+  feature as a prerequisite, the create sample `{"entity": {"id"}, "item": {"items": [{"item":
+  {"id"}, "rate"}]}}`, that the `expense` sublist is not served when "Allow Expenses on
+  Purchases" is set, and that a purchase order "has no accounting impact until the included
+  items are received" (a non-posting transaction: no closed-period check). Taken from the SOAP
+  schema browser (PurchaseOrder, PurchaseOrderItem), their camelCase REST ids NOT confirmed:
+  body entity, subsidiary, currency ("the vendor currency used for this transaction"),
+  tranDate, memo, externalId; item lines item, description, quantity, rate, amount, customer
+  (the job), isBillable, isClosed, line. `upsert_purchase_order` upserts by externalId
+  ("TL-PO-<assignment id>") with `?replace=item`, as invoices, so a repeat never doubles a
+  line; `close_purchase_order` closes the open lines (isClosed, by their `line`) and deletes
+  nothing. The line's item must be a purchasable item (a "Service for Purchase" item: the
+  connection setting `purchase_item_id`). The bill-to-order link: NetSuite's own
+  `createdFrom` on a vendor bill is set by transforming the order (`POST
+  .../purchaseOrder/{id}/!transform/vendorBill`: REST supports every SuiteScript transform,
+  confirmed), which copies the order's item lines into the bill and cannot be keyed by the
+  charge's externalId; whether `createdFrom` may be written on a plain create is NOT
+  confirmed. Throughline therefore links a charge's bill to its order through a custom body
+  field the firm deploys, `custbody_tl_po` (List/Record: Purchase Order), and names the order
+  in the memo.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -133,7 +166,15 @@ REVENUE_RECORD = "customrecord_tl_revenue_schedule"
 MILESTONE_RECORD = "customrecord_tl_billing_milestone"
 ALLOCATION_RECORD = "resourceAllocation"
 VENDOR_BILL_RECORD = "vendorBill"
+PURCHASE_ORDER_RECORD = "purchaseOrder"
 INTERNAL_ID = re.compile(r"^\d{1,18}$")
+#: what the bulk RESTlet upserts ("action": "upsert") and the statuses it answers then
+BULK_UPSERT_TYPES = ("customer", "job", MILESTONE_RECORD, REVENUE_RECORD)
+UPSERT_STATUSES = frozenset({"created", "updated", "unchanged", "error"})
+#: values per `IN (...)` list of a SuiteQL query (Oracle caps a list at 1,000; SuiteQL's own
+#: cap is not confirmed, so stay well below it)
+MAX_IN_VALUES = 500
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 
 RATE_LIMIT_CODES = frozenset(
     {"CONCURRENCY_LIMIT_EXCEEDED", "SSS_REQUEST_LIMIT_EXCEEDED", "WS_REQUEST_BLOCKED"}
@@ -451,6 +492,28 @@ class NetSuiteClient(ConnectorHttpClient):
         as a whole raises its ConnectorError."""
         if record_type not in BULK_RECORD_TYPES:
             raise ValueError(f"record_type must be one of {', '.join(BULK_RECORD_TYPES)}")
+        return self._bulk(record_type, records, "create")
+
+    def upsert_batch(self, record_type: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create or update customers, jobs, billing milestones or revenue schedule lines by
+        externalId through the bulk RESTlet, `batch_size` (at most 500) per call; return one
+        result per record in input order: `{"externalId", "status": "created"|"updated"|
+        "unchanged", "id"}` or `{"externalId", "status": "error", "error": {"code",
+        "message"}}`. Bodies are the record service's (references as `{"id": <internal
+        id>}`), so upsert customers before the jobs that name them as parent, and jobs
+        before their milestones. An update adds sublist lines that carry no id (there is no
+        `replace`), as `upsert_by_external_id` without `replace` does. A record's error
+        never fails the others; a call that fails as a whole raises its ConnectorError."""
+        if record_type not in BULK_UPSERT_TYPES:
+            raise ValueError(f"record_type must be one of {', '.join(BULK_UPSERT_TYPES)}")
+        return self._bulk(record_type, records, "upsert")
+
+    def _bulk(
+        self, record_type: str, records: list[dict[str, Any]], action: str
+    ) -> list[dict[str, Any]]:
+        """Send `records` to the bulk RESTlet in chunks of `batch_size`, halving the chunk
+        when the script runs out of usage units (harmless: records are keyed by externalId,
+        what a stopped call saved answers "exists" or "unchanged" when repeated)."""
         for index, record in enumerate(records):
             if not isinstance(record, dict):
                 raise ValueError(f"records[{index}] is not a record body")
@@ -461,13 +524,14 @@ class NetSuiteClient(ConnectorHttpClient):
         while offset < len(records):
             part = records[offset : offset + size]
             try:
-                results.extend(self._post_restlet(record_type, part))
+                results.extend(self._post_restlet(record_type, part, action))
             except ValidationError as exc:
                 if exc.vendor_code != USAGE_LIMIT_CODE or size == 1:
                     raise
                 size = max(1, size // 2)
                 logger.warning(
-                    "netsuite bulk %s: the RESTlet ran out of usage units; %d per call now",
+                    "netsuite bulk %s %s: the RESTlet ran out of usage units; %d per call now",
+                    action,
                     record_type,
                     size,
                 )
@@ -475,17 +539,26 @@ class NetSuiteClient(ConnectorHttpClient):
             offset += len(part)
         return results
 
-    def _post_restlet(self, record_type: str, part: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        operation = f"netsuite.{record_type}.bulk"
-        digest = hashlib.sha256(
-            "\n".join([record_type, *(str(r["externalId"]) for r in part)]).encode()
-        ).hexdigest()
+    def _post_restlet(
+        self, record_type: str, part: list[dict[str, Any]], action: str = "create"
+    ) -> list[dict[str, Any]]:
+        operation = f"netsuite.{record_type}.bulk" + ("" if action == "create" else f"_{action}")
+        keys = [record_type, *(str(r["externalId"]) for r in part)]
+        payload: dict[str, Any] = {"recordType": record_type, "records": part}
+        statuses = BATCH_STATUSES
+        if action != "create":
+            # an upsert with other values is another request: the key covers the bodies too
+            bodies = json.dumps(part, sort_keys=True, separators=(",", ":"), default=str)
+            keys = [action, *keys, hashlib.sha256(bodies.encode()).hexdigest()]
+            payload = {"recordType": record_type, "action": action, "records": part}
+            statuses = UPSERT_STATUSES
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
         response = self.request(
             "POST",
             self.restlet_url,
             operation=operation,
             params={"script": self.bulk_script, "deploy": self.bulk_deploy},
-            json={"recordType": record_type, "records": part},
+            json=payload,
             idempotency_key=f"tl-bulk-{digest[:40]}",
         )
         body = self.decode(response, operation)
@@ -499,7 +572,7 @@ class NetSuiteClient(ConnectorHttpClient):
                 operation=operation,
             )
         return [
-            _batch_result(result, record["externalId"], operation)
+            _batch_result(result, record["externalId"], operation, statuses)
             for result, record in zip(results, part, strict=True)
         ]
 
@@ -570,6 +643,42 @@ class NetSuiteClient(ConnectorHttpClient):
         """A vendor bill (internal id or `eid:<externalId>`) with its expense lines expanded."""
         return self.get_record(VENDOR_BILL_RECORD, bill_id, expand=True)
 
+    def upsert_purchase_order(self, external_id: str, body: dict[str, Any]) -> str:
+        """Create or update the purchase order keyed by `external_id` (a body from
+        `purchase_order_to_netsuite`); return its internal id. The item lines are replaced, so
+        repeating the upsert never orders the hours twice."""
+        return self.upsert_by_external_id(
+            PURCHASE_ORDER_RECORD, external_id, body, replace=("item",)
+        )
+
+    def get_purchase_order(self, order_id: str) -> dict[str, Any]:
+        """A purchase order (internal id or `eid:<externalId>`) with its item lines expanded."""
+        return self.get_record(PURCHASE_ORDER_RECORD, order_id, expand=True)
+
+    def close_purchase_order(self, order_id: str) -> int:
+        """Close the order's open item lines (isClosed), keeping their quantities and amounts:
+        the order stays as the record of what was engaged. Return how many lines closed (0
+        when all were closed already: a repeat writes nothing)."""
+        order = self.get_purchase_order(order_id)
+        sublist = order.get("item")
+        items = sublist.get("items") if isinstance(sublist, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ResponseShapeError(
+                f"purchase order {order_id}: expected expanded item lines",
+                body=_excerpt(order),
+                operation="netsuite.purchaseOrder.get",
+            )
+        open_lines = [
+            {"line": item["line"], "isClosed": True}
+            for item in items
+            if item.get("isClosed") is not True and isinstance(item.get("line"), int | str)
+        ]
+        if open_lines:
+            self.update_record(
+                PURCHASE_ORDER_RECORD, str(order["id"]), {"item": {"items": open_lines}}
+            )
+        return len(open_lines)
+
     # -- revenue schedules and billing plans ---------------------------------------------
     def upsert_revenue_schedule(self, contract_key: str, lines: list[dict[str, Any]]) -> list[str]:
         """Make the contract's revenue schedule in NetSuite the given lines (bodies from
@@ -616,6 +725,34 @@ class NetSuiteClient(ConnectorHttpClient):
             {str(m["externalId"]) for m in milestones},
         )
         return ids
+
+    def inactive_lines(
+        self, record_type: str, field: str, values: list[str]
+    ) -> list[dict[str, Any]]:
+        """The still ACTIVE lines (isinactive = 'F') of `record_type` whose `field` is one of
+        `values`, e.g. the milestones of many jobs (`custrecord_tl_bm_job`) or the revenue
+        lines of many contracts (`custrecord_tl_contract`): the candidates a bulk
+        provisioning compares with the new plans to choose which lines to make inactive.
+        One SuiteQL query per `MAX_IN_VALUES` values; rows are `{"id", "externalid",
+        <field lower-case>}`, ordered by id within each chunk."""
+        if not RECORD_TYPE.fullmatch(record_type):
+            raise ValueError(f"not a NetSuite record type: {record_type!r}")
+        if not FIELD_NAME.fullmatch(field):
+            raise ValueError(f"not a NetSuite field id: {field!r}")
+        if isinstance(values, str) or not all(isinstance(v, str) for v in values):
+            raise ValueError("values must be a list of strings")
+        wanted = list(dict.fromkeys(values))
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), MAX_IN_VALUES):
+            listed = ", ".join(_sql_text(v) for v in wanted[start : start + MAX_IN_VALUES])
+            rows.extend(
+                self._rows(
+                    f"SELECT id, externalid, {field} FROM {record_type} "  # noqa: S608
+                    f"WHERE {field} IN ({listed}) AND isinactive = 'F' ORDER BY id",
+                    f"netsuite.{record_type}.list",
+                )
+            )
+        return rows
 
     def _retire(self, record_type: str, field: str, value: str, keep: set[str]) -> None:
         where = f"{field} = {_sql_text(value)} AND isinactive = 'F'"
@@ -817,8 +954,11 @@ def _sql_text(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _batch_result(result: Any, external_id: str, operation: str) -> dict[str, Any]:
-    """One RESTlet result, checked against the record it answers."""
+def _batch_result(
+    result: Any, external_id: str, operation: str, statuses: frozenset[str] = BATCH_STATUSES
+) -> dict[str, Any]:
+    """One RESTlet result, checked against the record it answers and the statuses its action
+    answers (a create never answers "updated", an upsert never "exists")."""
 
     def bad(problem: str) -> ResponseShapeError:
         return ResponseShapeError(
@@ -832,7 +972,7 @@ def _batch_result(result: Any, external_id: str, operation: str) -> dict[str, An
     if result.get("externalId") != external_id:
         raise bad(f"answers externalId {result.get('externalId')!r} (out of order?)")
     status = result.get("status")
-    if status not in BATCH_STATUSES:
+    if status not in statuses:
         raise bad(f"unknown status {status!r}")
     if status == "error":
         error = result.get("error")

@@ -53,7 +53,15 @@ Project-to-cash and resource-to-finance:
   default expense account: not confirmed for REST, see the stand-in). The line is not marked
   billable: the cost lands on the project without being re-invoiced as a billable expense.
   The externalId is `netsuite_external_id(charge.source_id)`. The vendor's own invoice number
-  (tranId) is not known to the PSA and is not sent.
+  (tranId) is not known to the PSA and is not sent. A charge against a purchase order carries
+  the order's internal id in the custom body field `custbody_tl_po` (`purchase_order_id`).
+- PurchaseOrder -> purchaseOrder body: externalId = the order's key ("TL-PO-<assignment id>"),
+  entity = the vendor, subsidiary, currency, tranDate = `ordered_on`, a memo, and one `item`
+  line: item = the purchase item (`item_id`, a service-for-purchase item), description,
+  quantity = the hours, rate = the subcontractor's hourly cost, amount (hours x rate to the
+  cent, half up: anything else is refused), customer = the job the hours are for, isClosed
+  (an engagement that ended closes its line; the order is not deleted). Hours, rate and
+  amount must each travel as a JSON number that reads back exactly, else MappingError.
 """
 
 from __future__ import annotations
@@ -78,6 +86,7 @@ from integrations.canonical.schemas import (
     InvoiceStatus,
     LegalEntity,
     Project,
+    PurchaseOrder,
     RevenueSchedule,
     SubcontractorCharge,
     TimeEntry,
@@ -933,9 +942,11 @@ def vendor_bill_from_charge(
     subsidiary_id: str,
     currency_id: str,
     account_id: str | None = None,
+    purchase_order_id: str | None = None,
 ) -> dict[str, Any]:
     """A vendorBill body with one expense line for a subcontractor's charge to a project,
-    for `upsert_vendor_bill(body["externalId"], body)`."""
+    for `upsert_vendor_bill(body["externalId"], body)`; `purchase_order_id` (the internal id
+    of the subcontractor's purchase order on the project) goes in `custbody_tl_po`."""
     problems: list[dict[str, Any]] = []
     _need_ids(
         problems,
@@ -946,6 +957,8 @@ def vendor_bill_from_charge(
     )
     if account_id is not None:
         _need_ids(problems, account_id=account_id)
+    if purchase_order_id is not None:
+        _need_ids(problems, purchase_order_id=purchase_order_id)
     if charge.amount <= 0:
         problems.append(
             {
@@ -962,7 +975,7 @@ def vendor_bill_from_charge(
     line: dict[str, Any] = {"amount": amount, "memo": memo[:4000], "customer": {"id": job_id}}
     if account_id is not None:
         line["account"] = {"id": account_id}
-    return {
+    body: dict[str, Any] = {
         "externalId": netsuite_external_id(charge.source_id),
         "entity": {"id": vendor_id},
         "subsidiary": {"id": subsidiary_id},
@@ -970,4 +983,86 @@ def vendor_bill_from_charge(
         "tranDate": charge.incurred_on.isoformat(),
         "memo": memo[:999],
         "expense": {"items": [line]},
+    }
+    if purchase_order_id is not None:
+        body[PURCHASE_ORDER_FIELD] = {"id": purchase_order_id}
+    return body
+
+
+# -- purchase orders for subcontractors ---------------------------------------------------------
+#: the custom transaction body field (List/Record: Purchase Order) that ties a vendor bill to
+#: the purchase order it is billed against; see the connector's docstring for why not createdFrom
+PURCHASE_ORDER_FIELD = "custbody_tl_po"
+
+
+def purchase_order_to_netsuite(
+    order: PurchaseOrder,
+    *,
+    vendor_id: str,
+    job_id: str,
+    subsidiary_id: str,
+    currency_id: str,
+    item_id: str,
+) -> dict[str, Any]:
+    """A purchaseOrder body with one `item` line (the subcontractor's hours on the job), for
+    `upsert_purchase_order(body["externalId"], body)`."""
+    problems: list[dict[str, Any]] = []
+    _need_external_id(problems, "source_id", order.source_id)
+    _need_ids(
+        problems,
+        vendor_id=vendor_id,
+        job_id=job_id,
+        subsidiary_id=subsidiary_id,
+        currency_id=currency_id,
+        item_id=item_id,
+    )
+    hours, rate = order.hours, order.rate
+    if hours is None or hours <= 0:
+        problems.append(
+            {
+                "field": "hours",
+                "problem": "a purchase order line needs more than 0 hours: close the order of "
+                "an engagement that ended instead",
+                "type": "value_error",
+            }
+        )
+    if rate is None:
+        problems.append(
+            {"field": "rate", "problem": "the subcontractor's hourly cost", "type": "missing"}
+        )
+    if hours is not None and rate is not None:
+        expected = (hours * rate).quantize(CENT, rounding=ROUND_HALF_UP)
+        if expected != order.amount:
+            problems.append(
+                {
+                    "field": "amount",
+                    "problem": f"{order.amount} is not hours x rate ({expected})",
+                    "type": "value_error",
+                }
+            )
+    quantity = _wire(hours, "hours", problems) if hours is not None else 0.0
+    unit = _wire(rate, "rate", problems) if rate is not None else 0.0
+    amount = _wire(order.amount, "amount", problems)
+    _raise("purchase_order", problems)
+    work = order.description or f"{order.vendor_name}: {hours} h on project {order.project_key}"
+    memo = f"{order.vendor_name}: subcontracted hours on project {order.project_key}"
+    if order.assignment_id:
+        memo += f" ({order.assignment_id})"
+    line: dict[str, Any] = {
+        "item": {"id": item_id},
+        "description": work[:4000],
+        "quantity": quantity,
+        "rate": unit,
+        "amount": amount,
+        "customer": {"id": job_id},
+        "isClosed": order.closed,
+    }
+    return {
+        "externalId": order.source_id,
+        "entity": {"id": vendor_id},
+        "subsidiary": {"id": subsidiary_id},
+        "currency": {"id": currency_id},
+        "tranDate": order.ordered_on.isoformat(),
+        "memo": memo[:999],
+        "item": {"items": [line]},
     }

@@ -21,6 +21,19 @@ Vendor facts this client relies on (Salesforce REST API Developer Guide):
   contention and worth retrying later (TransientError).
 * Every answer carries `Sforce-Limit-Info: api-usage=N/LIMIT` (kept in call telemetry);
   `GET /limits` gives `DailyApiRequests {Max, Remaining}`.
+* sObject Collections update (REST API Developer Guide, "Update Records Using sObject
+  Collections"): `PATCH /composite/sobjects` with `{"allOrNone": bool, "records": [{
+  "attributes": {"type": ...}, "id": ..., <fields>}]}`, at most 200 records (more answer 400
+  EXCEEDED_ID_LIMIT "record limit reached. cannot submit more than 200 records into this
+  call": seen in public client libraries' bug reports, not in the guide), records updated in
+  order; a well-formed request answers 200 with one SaveResult per record in the same order,
+  `{id, success, errors: [{statusCode, message, fields}]}` (note `statusCode`, not the
+  `errorCode` of a whole-call error); a malformed one answers 400 with the usual error array.
+  `allOrNone` (default false) rolls the whole request back when any record fails; the records
+  that were fine then answer ALL_OR_NONE_OPERATION_ROLLED_BACK ("Record rolled back because
+  not all records were valid and the request was using AllOrNone header", from public client
+  code). The result order is the only link to the input: `id` may be missing on a failure.
+  One request counts as one API call, whatever the number of records.
 * Change feeds: CDC and Platform Events use the gRPC Pub/Sub API; this client polls SOQL on
   `SystemModstamp` instead. SystemModstamp has whole-second precision, so a strict `>`
   watermark can miss a record written in the same second as the last one seen: pass
@@ -47,6 +60,15 @@ Business timestamps and the project-to-cash objects:
   carry it (Salesforce refuses non-updateable fields in an update body).
 * Outbound events: see webhooks.py.
 
+Batched reads and writes (so that one workflow run can serve many deals with few calls):
+`get_opportunities`, `first_quote_dates` and `closed_won_times` run one SOQL `... IN (...)`
+per 200 ids (more pages only when the answer holds more than a page of rows, e.g. long stage
+histories); `update_many` sends one sObject Collections PATCH per 200 records. The single-id
+methods (`get_opportunity`, `first_quote_date`, `closed_won_at`) are these with one id.
+Answers are keyed by the ids exactly as the caller gave them: a 15-char id finds the record
+whose 18-char Id starts with it (Salesforce answers 18-char Ids; the 15-char form is the
+case-sensitive prefix). Pass 18-char ids and the keys equal the records' `Id`.
+
 Not confirmed from Salesforce sources (the stand-in mimics a best guess): the JWT error
 descriptions for a bad signature ("invalid assertion") and an expired assertion, the status
 of an `updateOnly=true` upsert that matches nothing (404 NOT_FOUND here), and the exact
@@ -55,9 +77,11 @@ errorCode Salesforce uses for a body that names the external-id field (INVALID_F
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -121,6 +145,12 @@ AMENDMENT_FIELDS: tuple[str, ...] = (
 INVOICE_OBJECT = "Throughline_Invoice__c"
 INVOICE_KEY_FIELD = "Throughline_Key__c"
 CLOSED_WON = "Closed Won"
+#: most ids one `WHERE ... IN (...)` carries (keeps the GET URL short; one page of answers)
+SOQL_IN_CHUNK = 200
+#: most records one sObject Collections request may carry
+COLLECTION_LIMIT = 200
+#: a record of an allOrNone request that was fine but rolled back with the others
+ROLLED_BACK = "ALL_OR_NONE_OPERATION_ROLLED_BACK"
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
@@ -140,6 +170,9 @@ _SOQL_ESCAPES = {
 }
 #: errorCodes that mean "try again later" whatever the status
 _TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
+#: per-record statusCodes of a collections answer that a single-record call would have
+#: answered with 404 (everything else a single PATCH refuses is a 400)
+_MISSING_RECORD_CODES = frozenset({"ENTITY_IS_DELETED", "NOT_FOUND"})
 _MAX_PAGES = 10_000
 
 
@@ -190,6 +223,53 @@ def _check_limit(limit: int) -> int:
     return limit
 
 
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _check_ids(ids: Iterable[str]) -> list[str]:
+    """The ids, each checked for shape, without repeats, in first-seen order. A bare string
+    is refused (it would iterate as characters)."""
+    if isinstance(ids, str):
+        raise TypeError("pass a list of ids, not one id")
+    return list(dict.fromkeys(_check_id(value) for value in ids))
+
+
+def _by_input_id(ids: list[str]) -> dict[str, list[str]]:
+    """15-char prefix -> the ids as given: Salesforce answers 18-char Ids, a caller may have
+    given the 15-char form (the 18-char Id's first 15 characters, case-sensitive)."""
+    keys: dict[str, list[str]] = {}
+    for value in ids:
+        keys.setdefault(value[:15], []).append(value)
+    return keys
+
+
+def _in_list(ids: list[str]) -> str:
+    """A SOQL `IN` list of checked ids, each quoted with soql_quote."""
+    return "(" + ", ".join(soql_quote(value) for value in ids) + ")"
+
+
+def _detail_from_items(
+    items: list[dict[str, Any]], *, code_key: str, fallback: str
+) -> VendorErrorDetail:
+    """A Salesforce error array (`{message, errorCode, fields}` items, or a SaveResult's
+    `{statusCode, message, fields}`) in vendor-neutral terms: every message, the first code,
+    every field."""
+    messages = [str(item.get("message") or "").strip() for item in items]
+    code = items[0].get(code_key) if items else None
+    fields: list[str] = []
+    for item in items:
+        raw = item.get("fields")
+        if isinstance(raw, list):
+            fields.extend(str(f) for f in raw if isinstance(f, str))
+    return VendorErrorDetail(
+        "; ".join(m for m in messages if m)[:500] or fallback,
+        str(code) if isinstance(code, str) else None,
+        ",".join(fields) or None,
+    )
+
+
 def _timestamp(record: dict[str, Any], field: str, operation: str) -> datetime:
     """A datetime field of a queried record, or ResponseShapeError."""
     try:
@@ -231,17 +311,8 @@ class SalesforceClient(ConnectorHttpClient):
         if isinstance(body, list):
             items = [item for item in body if isinstance(item, dict)]
             if items:
-                messages = [str(item.get("message") or "").strip() for item in items]
-                code = items[0].get("errorCode")
-                fields: list[str] = []
-                for item in items:
-                    raw = item.get("fields")
-                    if isinstance(raw, list):
-                        fields.extend(str(f) for f in raw if isinstance(f, str))
-                return VendorErrorDetail(
-                    "; ".join(m for m in messages if m)[:500] or f"HTTP {response.status_code}",
-                    str(code) if isinstance(code, str) else None,
-                    ",".join(fields) or None,
+                return _detail_from_items(
+                    items, code_key="errorCode", fallback=f"HTTP {response.status_code}"
                 )
         if isinstance(body, dict) and ("error" in body or "error_description" in body):
             return VendorErrorDetail(
@@ -253,13 +324,22 @@ class SalesforceClient(ConnectorHttpClient):
     def error_class(
         self, response: httpx.Response, detail: VendorErrorDetail
     ) -> type[ConnectorError]:
+        return self._classify(response.status_code, detail)
+
+    def _classify(self, status: int, detail: VendorErrorDetail) -> type[ConnectorError]:
+        """The error kind for a status and error body: of a whole call, or (with the status a
+        single-record call would have answered) of one record of a collections answer."""
         if detail.code == "REQUEST_LIMIT_EXCEEDED":
             return RateLimitedError
         if detail.code in _TRANSIENT_CODES:
             return TransientError
-        if response.status_code == 300:
+        if detail.code == ROLLED_BACK:
+            # nothing is wrong with this record: another one failed and took it along, so
+            # sending it again (without the failing one) may succeed
+            return TransientError
+        if status == 300:
             return ConflictError
-        return error_class_for_status(response.status_code)
+        return error_class_for_status(status)
 
     # -- paths ------------------------------------------------------------------------------
     def data_path(self, *parts: str) -> str:
@@ -350,6 +430,113 @@ class SalesforceClient(ConnectorHttpClient):
         path = self.data_path("sobjects", _check_name("object", sobject), _check_id(record_id))
         self.request("PATCH", path, json=fields, operation=f"salesforce.{sobject}.update")
 
+    def update_many(
+        self,
+        sobject: str,
+        updates: list[tuple[str, dict[str, Any]]],
+        *,
+        all_or_none: bool = False,
+    ) -> list[ConnectorError | None]:
+        """Update many records of `sobject` with sObject Collections, 200 per call: one
+        result per `(record id, fields)` of `updates`, in order: None when the record was
+        updated, else the ConnectorError a single-record PATCH would have raised for the same
+        error (ValidationError for a bad value, NotFoundError for a missing record, ...; a
+        record rolled back by `all_or_none` is a TransientError with vendor_code
+        ALL_OR_NONE_OPERATION_ROLLED_BACK). `all_or_none` holds per call, i.e. per 200
+        records. A call that fails as a whole raises its ConnectorError; the calls before it
+        have done their work. Repeating a call is harmless (it sets the same values), so the
+        shared client may retry it."""
+        _check_name("object", sobject)
+        checked: list[tuple[str, dict[str, Any]]] = []
+        for index, item in enumerate(updates):
+            if not isinstance(item, tuple | list) or len(item) != 2:
+                raise ValueError(f"updates[{index}] is not a (record id, fields) pair")
+            record_id, fields = item
+            _check_id(record_id)
+            if not isinstance(fields, dict):
+                raise ValueError(f"updates[{index}]: the fields are not a dict")
+            clash = [
+                k for k in fields if not isinstance(k, str) or k.lower() in ("id", "attributes")
+            ]
+            if clash:
+                raise ValueError(f"updates[{index}]: the fields must not contain {clash}")
+            checked.append((record_id, fields))
+        results: list[ConnectorError | None] = []
+        for part in _chunks(checked, COLLECTION_LIMIT):
+            results.extend(self._update_collection(sobject, part, all_or_none))
+        return results
+
+    def _update_collection(
+        self, sobject: str, part: list[tuple[str, dict[str, Any]]], all_or_none: bool
+    ) -> list[ConnectorError | None]:
+        operation = f"salesforce.{sobject}.update_many"
+        body = {
+            "allOrNone": all_or_none,
+            "records": [
+                {"attributes": {"type": sobject}, "id": record_id, **fields}
+                for record_id, fields in part
+            ],
+        }
+        # the same values PATCHed twice leave the same records: the key marks it repeatable
+        digest = hashlib.sha256(
+            json.dumps(body, sort_keys=True, default=str, separators=(",", ":")).encode()
+        ).hexdigest()
+        response = self.request(
+            "PATCH",
+            self.data_path("composite", "sobjects"),
+            json=body,
+            operation=operation,
+            idempotency_key=f"{sobject}/update_many/{digest[:40]}",
+        )
+        answer = self.decode(response, operation)
+        if not isinstance(answer, list) or len(answer) != len(part):
+            raise ResponseShapeError(
+                f"Salesforce answered {len(answer) if isinstance(answer, list) else 'no'} "
+                f"save results for {len(part)} records",
+                status=response.status_code,
+                body=answer,
+                operation=operation,
+            )
+        return [
+            self._save_result(result, record_id, operation)
+            for result, (record_id, _fields) in zip(answer, part, strict=True)
+        ]
+
+    def _save_result(self, result: Any, record_id: str, operation: str) -> ConnectorError | None:
+        """One SaveResult of a collections answer: None for success, else its error."""
+        success = result.get("success") if isinstance(result, dict) else None
+        if not isinstance(success, bool):
+            raise ResponseShapeError(
+                "Salesforce answered a save result without success",
+                body=result,
+                operation=operation,
+            )
+        answered_id = result.get("id")
+        if isinstance(answered_id, str) and answered_id[:15] != record_id[:15]:
+            raise ResponseShapeError(
+                f"Salesforce answered the save result of {answered_id} where {record_id} was due",
+                body=result,
+                operation=operation,
+            )
+        if success:
+            return None
+        raw = result.get("errors")
+        items = [item for item in raw if isinstance(item, dict)] if isinstance(raw, list) else []
+        detail = _detail_from_items(
+            items, code_key="statusCode", fallback="Salesforce refused the record without a reason"
+        )
+        # classified like the answer of a single-record PATCH with this error body; the error
+        # has no HTTP status of its own (the collections call answered 200)
+        status = 404 if detail.code in _MISSING_RECORD_CODES else 400
+        cls = self._classify(status, detail)
+        return cls(
+            detail.message,
+            vendor_code=detail.code,
+            field=detail.field,
+            body=result,
+            operation=operation,
+        )
+
     def upsert(
         self,
         sobject: str,
@@ -429,61 +616,111 @@ class SalesforceClient(ConnectorHttpClient):
         )
         return list(self.query(soql))
 
+    def get_opportunities(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Opportunities with their Account fields (the feed's field set), keyed by the ids as
+        given (see the module docstring for 15-char ids); ids that match no Opportunity are
+        left out. One SOQL query per 200 ids."""
+        wanted = _check_ids(ids)
+        keys = _by_input_id(wanted)
+        found: dict[str, dict[str, Any]] = {}
+        for part in _chunks(wanted, SOQL_IN_CHUNK):
+            # every id is checked for shape and quoted with soql_quote
+            soql = (
+                f"SELECT {', '.join(OPPORTUNITY_FIELDS)} FROM Opportunity "  # noqa: S608
+                f"WHERE Id IN {_in_list(part)}"
+            )
+            for record in self.query(soql):
+                for key in self._input_ids(keys, record.get("Id"), record, "salesforce.query"):
+                    found[key] = record
+        return found
+
     def get_opportunity(self, opp_id: str) -> dict[str, Any]:
         """One Opportunity with its Account fields (the same field set as the feed)."""
-        # the id is checked for shape and quoted with soql_quote
-        soql = (
-            f"SELECT {', '.join(OPPORTUNITY_FIELDS)} FROM Opportunity "  # noqa: S608
-            f"WHERE Id = {soql_quote(_check_id(opp_id))} LIMIT 1"
-        )
-        for record in self.query(soql):
-            return record
-        raise NotFoundError(
-            f"Opportunity {opp_id} does not exist",
-            vendor_code="NOT_FOUND",
-            operation="salesforce.Opportunity.get",
-        )
+        record = self.get_opportunities([opp_id]).get(opp_id)
+        if record is None:
+            raise NotFoundError(
+                f"Opportunity {opp_id} does not exist",
+                vendor_code="NOT_FOUND",
+                operation="salesforce.Opportunity.get",
+            )
+        return record
 
     # -- business timestamps ----------------------------------------------------------------
+    def first_quote_dates(self, ids: Iterable[str]) -> dict[str, datetime]:
+        """When each Opportunity's first Quote was created (UTC), keyed by the ids as given;
+        Opportunities without quotes are left out. One SOQL query per 200 ids."""
+        operation = "salesforce.Quote.first"
+        wanted = _check_ids(ids)
+        keys = _by_input_id(wanted)
+        first: dict[str, datetime] = {}
+        for part in _chunks(wanted, SOQL_IN_CHUNK):
+            # every id is checked for shape and quoted with soql_quote
+            soql = (
+                "SELECT Id, OpportunityId, CreatedDate FROM Quote "  # noqa: S608
+                f"WHERE OpportunityId IN {_in_list(part)} ORDER BY CreatedDate ASC, Id ASC"
+            )
+            for record in self.query(soql):
+                for key in self._input_ids(keys, record.get("OpportunityId"), record, operation):
+                    if key not in first:  # the rows come oldest first
+                        first[key] = _timestamp(record, "CreatedDate", operation)
+        return first
+
     def first_quote_date(self, opp_id: str) -> datetime | None:
         """When the Opportunity's first Quote was created (UTC), or None without quotes."""
-        operation = "salesforce.Quote.first"
-        # the id is checked for shape and quoted with soql_quote
-        soql = (
-            "SELECT Id, CreatedDate FROM Quote "  # noqa: S608
-            f"WHERE OpportunityId = {soql_quote(_check_id(opp_id))} "
-            "ORDER BY CreatedDate ASC, Id ASC LIMIT 1"
-        )
-        for record in self.query(soql):
-            return _timestamp(record, "CreatedDate", operation)
-        return None
+        return self.first_quote_dates([opp_id]).get(opp_id)
+
+    def closed_won_times(self, ids: Iterable[str]) -> dict[str, datetime | None]:
+        """When each Opportunity last became Closed Won (see closed_won_at), keyed by the ids
+        as given: None when it is not Closed Won now, or does not exist. One SOQL query per
+        200 ids (and its further pages: a deal has several history rows)."""
+        operation = "salesforce.OpportunityHistory.won"
+        wanted = _check_ids(ids)
+        keys = _by_input_id(wanted)
+        won_since: dict[str, datetime | None] = dict.fromkeys(wanted)
+        for part in _chunks(wanted, SOQL_IN_CHUNK):
+            # every id is checked for shape and quoted with soql_quote
+            soql = (
+                "SELECT Id, OpportunityId, StageName, CreatedDate "  # noqa: S608
+                f"FROM OpportunityHistory WHERE OpportunityId IN {_in_list(part)} "
+                "ORDER BY CreatedDate ASC, Id ASC"
+            )
+            for row in self.query(soql):
+                stage = row.get("StageName")
+                if not isinstance(stage, str):
+                    raise ResponseShapeError(
+                        "Salesforce answered an OpportunityHistory row without StageName",
+                        body=row,
+                        operation=operation,
+                    )
+                at = _timestamp(row, "CreatedDate", operation)
+                # the first row of the last unbroken run of Closed Won rows
+                for key in self._input_ids(keys, row.get("OpportunityId"), row, operation):
+                    if stage != CLOSED_WON:
+                        won_since[key] = None
+                    elif won_since[key] is None:
+                        won_since[key] = at
+        return won_since
 
     def closed_won_at(self, opp: dict[str, Any] | str) -> datetime | None:
         """When the Opportunity (a record with `Id`, or its id) last became Closed Won, from
         its OpportunityHistory; None when it is not Closed Won now (see the docstring)."""
         opp_id = opp.get("Id") if isinstance(opp, dict) else opp
-        operation = "salesforce.OpportunityHistory.won"
-        # the id is checked for shape and quoted with soql_quote
-        soql = (
-            "SELECT Id, StageName, CreatedDate FROM OpportunityHistory "  # noqa: S608
-            f"WHERE OpportunityId = {soql_quote(_check_id(opp_id))} "
-            "ORDER BY CreatedDate ASC, Id ASC"
-        )
-        won_since: datetime | None = None
-        for row in self.query(soql):
-            stage = row.get("StageName")
-            if not isinstance(stage, str):
-                raise ResponseShapeError(
-                    "Salesforce answered an OpportunityHistory row without StageName",
-                    body=row,
-                    operation=operation,
-                )
-            at = _timestamp(row, "CreatedDate", operation)
-            if stage != CLOSED_WON:
-                won_since = None
-            elif won_since is None:
-                won_since = at
-        return won_since
+        return self.closed_won_times([_check_id(opp_id)])[opp_id]
+
+    @staticmethod
+    def _input_ids(
+        keys: dict[str, list[str]], answered: Any, record: Any, operation: str
+    ) -> list[str]:
+        """The ids as the caller gave them for an Id Salesforce answered; an Id that was not
+        asked for means the answer does not fit the query."""
+        given = keys.get(answered[:15]) if isinstance(answered, str) else None
+        if not given:
+            raise ResponseShapeError(
+                f"Salesforce answered a record for {answered!r}, which was not asked for",
+                body=record,
+                operation=operation,
+            )
+        return given
 
     # -- contract amendments ----------------------------------------------------------------
     def approved_amendments_since(
