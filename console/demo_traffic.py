@@ -1,6 +1,7 @@
 """The demo's traffic generator: business activity in all three domains, continuously, with a
 small share of realistic faults — deals closing (now and then with a missing project
-template), milestones completing, approved time arriving, and the odd vendor hiccup (a 503
+template), milestones completing, approved time and expenses arriving, amendments approved,
+subcontractors engaged, and the odd vendor hiccup (a 503
 from the ERP, a 429 from the PSA) that retries absorb or that lands with IT.
 
 It acts only through the stand-ins' own control endpoints, like a person clicking in the
@@ -29,6 +30,8 @@ ACCOUNTS = {
 }
 #: the Kantata user who works for each legal entity (NetSuite employees 104 and 101)
 STAFF = {"UK01": 2, "US01": 3}
+#: the subcontractor engaged on each legal entity's projects (Kantata users of vendor firms)
+SUBCONTRACTORS = {"UK01": 14, "US01": 15}
 NORTHWIND_DEAL = "0065g00000Tl001AAB"
 NORTHWIND_AMENDMENT = "a015g00000Tl001AAB"
 
@@ -50,6 +53,7 @@ def tick(rng: random.Random | None = None) -> Tick:
             ("time", _submit_time),
             ("expense", _submit_expense),
             ("amendment", _approve_amendment),
+            ("subcontractor", _engage_subcontractor),
             ("fault", _inject_fault),
         ):
             try:
@@ -177,6 +181,42 @@ def _submit_expense(client: httpx.Client, urls: dict[str, str], rng: random.Rand
         f"{urls['kantata']}/__standin__/kantata/approve", json={"expense_ids": [expense_id]}
     ).raise_for_status()
     return f"expense {expense_id} approved ({cents / 100:.2f})"
+
+
+def _engage_subcontractor(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
+    """Now and then a subcontractor is assigned to a milestone of a project: a purchase order
+    to their firm follows when assignments are next synchronised."""
+    if rng.random() > 0.15:
+        return ""
+    workspaces = [(w, e) for w, e in _provisioned_workspaces() if e in SUBCONTRACTORS]
+    if not workspaces:
+        return ""
+    workspace, entity = rng.choice(workspaces)
+    stories = client.get(f"{urls['kantata']}/__standin__/records/stories").json()["records"]
+    milestones = [
+        s
+        for s in stories
+        if str(s.get("workspace_id")) == workspace and s.get("story_type") == "milestone"
+    ]
+    if not milestones:
+        return ""
+    story = rng.choice(milestones)
+    hours = rng.choice([8, 16, 24, 40])
+    created = client.post(
+        f"{urls['kantata']}/api/v1/assignments.json",
+        json={
+            "assignment": {
+                "story_id": story["id"],
+                "assignee_id": SUBCONTRACTORS[entity],
+                "estimated_minutes": hours * 60,
+            }
+        },
+        headers={"Authorization": f"Bearer {KANTATA_TOKEN}"},
+    )
+    if created.status_code == 422:  # already engaged on that milestone
+        return ""
+    created.raise_for_status()
+    return f"subcontractor {SUBCONTRACTORS[entity]} engaged for {hours} h on story {story['id']}"
 
 
 def _approve_amendment(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:

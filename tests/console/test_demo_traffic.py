@@ -4,6 +4,7 @@ picks it up through its normal paths."""
 import random
 
 from console.demo_traffic import tick
+from integrations.assignments import sync_assignments
 from integrations.models import Connection, SyncRun
 from integrations.polling import poll_closed_won
 
@@ -23,6 +24,11 @@ def test_a_tick_closes_deals_completes_milestones_and_submits_time(demo, setting
     kinds = " ".join(done.actions)
     assert "deal" in kinds and "milestone" in kinds and "time entries" in kinds
     assert "fault" in kinds and "expense" in kinds and "amendment" in kinds
+    assert "subcontractor" in kinds
+    # the engagement becomes a purchase order to the subcontractor's firm
+    assert sync_assignments(Connection.objects.get(vendor="kantata")).purchase_orders == 1
+    orders = demo["netsuite"].state.table("purchaseorder").values()
+    assert [o["externalId"] for o in orders if o["externalId"].startswith("TL-PO-")]
     assert len(demo["salesforce"].state.table("Opportunity")) == before + 1
     poll_closed_won(Connection.objects.get(vendor="salesforce"))
     assert SyncRun.objects.count() == 5  # the new deal was picked up
