@@ -10,8 +10,51 @@ class Category(models.TextChoices):
 
 class ExceptionStatus(models.TextChoices):
     OPEN = "open", "Open"
+    IN_PROGRESS = "in_progress", "In progress"
     RETRYING = "retrying", "Retry queued"
+    IGNORED = "ignored", "Ignored"
     RESOLVED = "resolved", "Resolved"
+
+
+#: statuses that still need a person (the queue's work); resolved and ignored do not
+ACTIVE_STATUSES = (ExceptionStatus.OPEN, ExceptionStatus.IN_PROGRESS, ExceptionStatus.RETRYING)
+
+
+class IncidentStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    RESOLVED = "resolved", "Resolved"
+
+
+class PayloadEditStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    APPLIED = "applied", "Applied"
+
+
+class BulkKind(models.TextChoices):
+    RETRY = "retry", "Retry"
+    RESOLVE = "resolve", "Resolve"
+    ASSIGN = "assign", "Assign"
+    IGNORE = "ignore", "Ignore"
+
+
+class BulkStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+
+
+class AlertChannel(models.TextChoices):
+    EMAIL = "email", "E-mail"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class AlertEvent(models.TextChoices):
+    OPENED = "opened", "Incident opened"
+    ESCALATED = "escalated", "SLA breached, escalated"
+    RESOLVED = "resolved", "Incident resolved"
 
 
 class ExceptionCode(models.TextChoices):

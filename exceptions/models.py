@@ -11,7 +11,17 @@ from django.urls import reverse
 from console.models import Team
 from integrations.models import Connection, SyncRun, SyncStep
 
-from .choices import Category, ExceptionCode, ExceptionStatus
+from .choices import (
+    AlertChannel,
+    AlertEvent,
+    BulkKind,
+    BulkStatus,
+    Category,
+    ExceptionCode,
+    ExceptionStatus,
+    IncidentStatus,
+    PayloadEditStatus,
+)
 
 
 class Queue(models.Model):
@@ -21,6 +31,18 @@ class Queue(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="queues")
     description = models.TextField(blank=True)
+    #: hours an exception may wait here before it breaches its SLA
+    sla_hours = models.PositiveIntegerField(default=24)
+    #: hours past the due time after which a breach is escalated (None: never)
+    escalate_after_hours = models.PositiveIntegerField(null=True, blank=True)
+    #: who hears about escalations (comma-separated e-mail addresses)
+    escalation_emails = models.CharField(max_length=500, blank=True)
+    #: who hears about incidents (comma-separated e-mail addresses), once per incident
+    alert_emails = models.CharField(max_length=500, blank=True)
+    #: a Slack- or Teams-compatible incoming webhook for incident alerts
+    alert_webhook_url = models.URLField(max_length=500, blank=True)
+    #: where exceptions go that no routing rule places
+    is_fallback = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]
@@ -30,6 +52,68 @@ class Queue(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("exceptions:queue", args=[self.slug])
+
+
+class RoutingRule(models.Model):
+    """One ordered routing rule: the first enabled rule whose every condition matches places
+    the exception in its queue. Empty conditions match anything. Every change is audited with
+    the rule's version."""
+
+    position = models.PositiveIntegerField(db_index=True)
+    name = models.CharField(max_length=120)
+    enabled = models.BooleanField(default=True)
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="rules")
+    codes = models.JSONField(default=list, blank=True)
+    category = models.CharField(max_length=10, choices=Category.choices, blank=True)
+    entity_types = models.JSONField(default=list, blank=True)
+    legal_entity_codes = models.JSONField(default=list, blank=True)
+    regions = models.JSONField(default=list, blank=True)
+    connection = models.ForeignKey(
+        Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    min_amount = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    max_amount = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.name} -> {self.queue}"
+
+
+class Incident(models.Model):
+    """Exceptions that share one root cause (a closed posting period, a vendor outage, one
+    missing tax registration): one alert, one place to see what it blocks, resolved when the
+    cause is fixed and its exceptions' replays succeed."""
+
+    cause_key = models.CharField(max_length=200)
+    code = models.CharField(max_length=40, choices=ExceptionCode.choices)
+    title = models.CharField(max_length=300)
+    status = models.CharField(
+        max_length=10, choices=IncidentStatus.choices, default=IncidentStatus.OPEN, db_index=True
+    )
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="incidents")
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cause_key"],
+                condition=Q(status=IncidentStatus.OPEN),
+                name="incident_unique_open_cause",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Incident #{self.pk}: {self.title}"
 
 
 class IntegrationException(models.Model):
@@ -46,7 +130,7 @@ class IntegrationException(models.Model):
     code = models.CharField(max_length=40, choices=ExceptionCode.choices, db_index=True)
     category = models.CharField(max_length=10, choices=Category.choices)
     status = models.CharField(
-        max_length=10,
+        max_length=12,
         choices=ExceptionStatus.choices,
         default=ExceptionStatus.OPEN,
         db_index=True,
@@ -82,6 +166,31 @@ class IntegrationException(models.Model):
         related_name="+",
     )
     resolution = models.CharField(max_length=300, blank=True)
+    #: the person working it; a manual assignment is never overruled by rules
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_exceptions",
+    )
+    assigned_manually = models.BooleanField(default=False)
+    #: the routing rule that placed it (None: the fallback queue, or placed by hand)
+    routed_by = models.ForeignKey(
+        RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    incident = models.ForeignKey(
+        Incident, null=True, blank=True, on_delete=models.SET_NULL, related_name="exceptions"
+    )
+    #: the money the failed record carries (an invoice, a posting), for rules and incidents
+    amount = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    #: when the queue's SLA wants it worked
+    due_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    ignored_reason = models.CharField(max_length=300, blank=True)
+    #: an ignored exception comes back at this time (None: ignored for good)
+    ignored_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_seen", "-id"]
@@ -105,3 +214,122 @@ class IntegrationException(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status != ExceptionStatus.RESOLVED
+
+
+class Comment(models.Model):
+    """A note on an exception, by a person."""
+
+    exception = models.ForeignKey(
+        IntegrationException, on_delete=models.CASCADE, related_name="comments"
+    )
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField(max_length=5000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Comment by {self.author} on #{self.exception_id}"
+
+
+class SavedView(models.Model):
+    """A person's named filter over exceptions (the query string of the queue page)."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(max_length=80)
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.CASCADE)
+    query = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="saved_view_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PayloadEdit(models.Model):
+    """A person's correction of an exception's payload before a replay: the diff, and for
+    financial fields a second person's approval."""
+
+    exception = models.ForeignKey(
+        IntegrationException, on_delete=models.CASCADE, related_name="payload_edits"
+    )
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    before = models.JSONField(default=dict)
+    after = models.JSONField(default=dict)
+    changed_fields = models.JSONField(default=list)
+    needs_approval = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=10, choices=PayloadEditStatus.choices, default=PayloadEditStatus.PENDING
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Edit of #{self.exception_id} ({self.status})"
+
+
+class BulkAction(models.Model):
+    """Retry, resolve, assign or ignore over a filtered set (thousands): run by a worker in
+    chunks, its progress readable while it runs."""
+
+    kind = models.CharField(max_length=10, choices=BulkKind.choices)
+    query = models.JSONField(default=dict, blank=True)  # the filter's parameters
+    params = models.JSONField(default=dict, blank=True)  # assignee, reason, ...
+    status = models.CharField(
+        max_length=10, choices=BulkStatus.choices, default=BulkStatus.QUEUED, db_index=True
+    )
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Bulk {self.kind} #{self.pk} ({self.done}/{self.total})"
+
+
+class Alert(models.Model):
+    """One alert sent (or attempted) about an incident: once when it opens, on escalation,
+    and once when it resolves."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="alerts")
+    channel = models.CharField(max_length=10, choices=AlertChannel.choices)
+    event = models.CharField(max_length=10, choices=AlertEvent.choices)
+    target = models.CharField(max_length=500)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["incident", "channel", "event", "target"], name="alert_once_per_event"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_event_display()} via {self.channel} to {self.target}"
