@@ -2627,21 +2627,11 @@ def _vendor_bill_line(
         raise _bad(f"{base}.customer", "Please enter value(s) for: Customer")
 
 
-def apply_vendorbill(
-    state: NetSuiteState,
-    body: dict[str, Any],
-    current: dict[str, Any] | None,
-    *,
-    replace: frozenset[str],
+def _vendor_header(
+    state: NetSuiteState, body: dict[str, Any], record: dict[str, Any]
 ) -> dict[str, Any]:
-    """Validate a vendor bill write (a payable to a vendor, its costs charged to projects on
-    the `expense` lines), compute its total and return the record to store."""
-    _check_fields(body, VENDOR_BILL_FIELDS, "vendorBill", VENDOR_BILL_READ_ONLY)
-    if current is not None and (booked := _day_of(current)) is not None:
-        _payables_period(state, booked)  # a bill in a closed or A/P-locked period stays put
-    record = dict(current or {})
-    creating = current is None
-    _external_id(body, record)
+    """A payables transaction's vendor (`entity`, active), and the subsidiary and currency,
+    which must be the vendor's own (as NetSuite refuses otherwise); returns the vendor."""
     if "entity" in body:
         record["entity"] = _reference(state, body, "entity", "vendor", active=True)
     if not record.get("entity"):
@@ -2667,6 +2657,26 @@ def apply_vendorbill(
             f"Invalid currency reference key {record['currency']} for entity "
             f"{record['entity']}: the vendor is billed in currency {own_currency}.",
         )
+
+    return vendor
+
+
+def apply_vendorbill(
+    state: NetSuiteState,
+    body: dict[str, Any],
+    current: dict[str, Any] | None,
+    *,
+    replace: frozenset[str],
+) -> dict[str, Any]:
+    """Validate a vendor bill write (a payable to a vendor, its costs charged to projects on
+    the `expense` lines), compute its total and return the record to store."""
+    _check_fields(body, VENDOR_BILL_FIELDS, "vendorBill", VENDOR_BILL_READ_ONLY)
+    if current is not None and (booked := _day_of(current)) is not None:
+        _payables_period(state, booked)  # a bill in a closed or A/P-locked period stays put
+    record = dict(current or {})
+    creating = current is None
+    _external_id(body, record)
+    vendor = _vendor_header(state, body, record)
     if "tranDate" in body:
         record["tranDate"] = _date(body["tranDate"], "tranDate")
     day = _day_of(record)
@@ -2800,31 +2810,7 @@ def apply_purchaseorder(
     record = dict(current or {})
     creating = current is None
     _external_id(body, record)
-    if "entity" in body:
-        record["entity"] = _reference(state, body, "entity", "vendor", active=True)
-    if not record.get("entity"):
-        raise _bad("entity", "Please enter value(s) for: Vendor")
-    vendor = state.table("vendor").get(str(record["entity"])) or {}
-    home = ref_id(vendor.get("subsidiary"))
-    if "subsidiary" in body:
-        record["subsidiary"] = _reference(state, body, "subsidiary", "subsidiary")
-    record["subsidiary"] = record.get("subsidiary") or home
-    if record["subsidiary"] != home:
-        raise _bad(
-            "subsidiary",
-            f"The vendor {ref_name('vendor', vendor)} is not assigned to subsidiary "
-            f"{record['subsidiary']}.",
-        )
-    if "currency" in body:
-        record["currency"] = _reference(state, body, "currency", "currency")
-    own_currency = ref_id(vendor.get("currency"))
-    record["currency"] = record.get("currency") or own_currency
-    if record["currency"] != own_currency:
-        raise _bad(
-            "currency",
-            f"Invalid currency reference key {record['currency']} for entity "
-            f"{record['entity']}: the vendor is billed in currency {own_currency}.",
-        )
+    _vendor_header(state, body, record)
     if "tranDate" in body:
         record["tranDate"] = _date(body["tranDate"], "tranDate")
     day = _day_of(record)
