@@ -49,3 +49,30 @@ def record_many(events: list[tuple[str, str, str, dict[str, Any]]]) -> None:
             for action, summary, correlation_id, data in events
         ]
     )
+
+
+def record_each(
+    action: str,
+    items: list[tuple[models.Model, str, str, dict[str, Any]]],
+    *,
+    actor: User | None = None,
+) -> None:
+    """Append one event per object in one insert (a bulk action's chunk of hundreds):
+    (object, summary, correlation id, data). `actor` None means the system."""
+    person = actor if actor is not None and actor.is_authenticated else None
+    label = actor.get_username() if actor is not None else SYSTEM
+    AuditEvent.objects.bulk_create(
+        [
+            AuditEvent(
+                actor=person,
+                actor_label=label,
+                action=action,
+                object_type=obj._meta.label_lower,
+                object_id=str(obj.pk),
+                correlation_id=correlation_id,
+                summary=summary[:500],
+                data=data,
+            )
+            for obj, summary, correlation_id, data in items
+        ]
+    )

@@ -17,6 +17,7 @@ from django.db import transaction
 from console.choices import Role, TeamKind
 from console.models import Membership, Team, User
 from exceptions.models import Queue
+from exceptions.rule_editing import install_default_rules
 from integrations import bindings, purchase_orders
 from integrations.choices import AuthKind, BillingModel, ErpDocument, Region, SystemKind, Vendor
 from integrations.connectors.keys import generate_key_pair
@@ -26,11 +27,28 @@ DEMO_PASSWORD = "throughline-demo"
 
 TEAMS = [
     # (slug, name, kind, username, role, queues)
-    ("finance", "Finance", TeamKind.FINANCE, "finance", Role.RESOLVER, ["Finance"]),
+    (
+        "finance",
+        "Finance",
+        TeamKind.FINANCE,
+        "finance",
+        Role.RESOLVER,
+        ["Finance", "Finance UK", "Finance US"],
+    ),
     ("pmo", "PMO", TeamKind.PMO, "pmo", Role.RESOLVER, ["PMO EMEA", "PMO Americas"]),
     ("sales-ops", "Sales Ops", TeamKind.SALES_OPS, "salesops", Role.RESOLVER, ["Sales Ops"]),
     ("it", "IT", TeamKind.IT, "it", Role.ADMIN, ["IT Integration"]),
 ]
+
+#: per team kind: (SLA hours, escalate after hours past due, escalation e-mails, alert e-mails);
+#: the demo has no webhook (no network): alerts and escalations are e-mails, which the
+#: development e-mail backend prints in the worker's log
+SERVICE_LEVELS = {
+    TeamKind.FINANCE: (24, 24, "finance-lead@example.com", "finance-team@example.com"),
+    TeamKind.PMO: (8, 8, "pmo-lead@example.com", "pmo-team@example.com"),
+    TeamKind.SALES_OPS: (24, 24, "salesops-lead@example.com", "salesops-team@example.com"),
+    TeamKind.IT: (4, 2, "it-oncall@example.com", "it-integration@example.com"),
+}
 
 LEGAL_ENTITIES = [
     # (code, name, country, currency, region, NetSuite subsidiary id)
@@ -123,6 +141,18 @@ def _connection(name: str, vendor: str, system: str, auth: str, url: str) -> Con
     return connection
 
 
+def _service_levels() -> None:
+    """SLA and alert contacts of the demo's queues, set once: a queue whose alert contacts
+    someone has already set keeps its settings."""
+    for kind, (hours, escalate, escalation, alerts) in SERVICE_LEVELS.items():
+        Queue.objects.filter(team__kind=kind, alert_emails="").update(
+            sla_hours=hours,
+            escalate_after_hours=escalate,
+            escalation_emails=escalation,
+            alert_emails=alerts,
+        )
+
+
 @transaction.atomic
 def seed(
     urls: dict[str, str] | None = None,
@@ -150,6 +180,7 @@ def seed(
             user.save()
         Membership.objects.get_or_create(user=user, team=team, defaults={"role": role})
         users.append(username)
+    _service_levels()
     if superuser and not User.objects.filter(username="admin").exists():
         User.objects.create_superuser("admin", "admin@example.com", DEMO_PASSWORD)
         users.append("admin")
@@ -159,6 +190,8 @@ def seed(
             code=code,
             defaults={"name": name, "country": country, "currency": currency, "region": region},
         )
+    # The routing rules, once: people's later changes to them are kept on every start.
+    install_default_rules()
     for code, name, model, days, milestones in TEMPLATES:
         ProjectTemplate.objects.update_or_create(
             code=code,

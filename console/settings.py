@@ -238,6 +238,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "integrations.sync_reference_data",
         "schedule": env.float("REFERENCE_DATA_INTERVAL_SECONDS", default=3600.0),
     },
+    "exceptions-check-sla": {
+        "task": "exceptions.check_sla",
+        "schedule": env.float("SLA_CHECK_INTERVAL_SECONDS", default=300.0),
+    },
 }
 
 # -- Throughline -----------------------------------------------------------------------------
@@ -275,6 +279,25 @@ RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=600)
 #: runs a poll hands to one worker task: the batch's steps use the vendors' bulk APIs
 #: (Kantata creates at most 100 workspaces per call, Salesforce updates 200 records)
 RUN_BATCH_SIZE = env.int("RUN_BATCH_SIZE", default=50)
+
+#: Incident alerts: e-mail through Django's backend (the console backend prints them in
+#: development; set EMAIL_BACKEND/EMAIL_HOST/... for SMTP), webhooks with this timeout, links
+#: to CONSOLE_URL (the console's public address).
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
+    if PRODUCTION
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Throughline <throughline@localhost>")
+CONSOLE_URL = env.str("CONSOLE_URL", default="http://127.0.0.1:8000")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 
 LOGGING = {
     "version": 1,

@@ -18,6 +18,16 @@ class ActionRefused(Exception):
     """The action is not allowed, or makes no sense in the exception's state."""
 
 
+class NotAllowed(ActionRefused):
+    """The person's role does not allow it (not a resolver of the queue's team, no finance
+    rights for a financial field, approving one's own edit)."""
+
+
+class InvalidInput(ActionRefused):
+    """What the person asked for is not valid (an empty comment, a time in the past, JSON
+    that does not parse, an assignee who cannot work the queue)."""
+
+
 @dataclass
 class ActionResult:
     ok: bool
@@ -37,7 +47,7 @@ def retry(exc: IntegrationException, user: User) -> ActionResult:
     exception (the engine reports it; see receivers).
     """
     if not can_act(user, exc):
-        raise ActionRefused(f"Only members of {exc.queue.team} with a resolver role can retry.")
+        raise NotAllowed(f"Only members of {exc.queue.team} with a resolver role can retry.")
     if exc.status == ExceptionStatus.RESOLVED:
         raise ActionRefused("This exception is already resolved.")
     with transaction.atomic():
@@ -57,9 +67,42 @@ def retry(exc: IntegrationException, user: User) -> ActionResult:
             obj=exc,
             correlation_id=exc.run.correlation_id if exc.run else "",
         )
+    return outcome(exc, "Retried", "Retry queued")
+
+
+def restart(exc: IntegrationException, user: User) -> ActionResult:
+    """Run the whole workflow again from its first step, with the current mapping and the
+    run's input as it is now (corrections included).
+
+    Every step runs again, and each looks in its target before it writes (by external id or
+    reference), so a restart finds what earlier attempts created instead of duplicating it.
+    """
+    if not can_act(user, exc):
+        raise NotAllowed(f"Only members of {exc.queue.team} with a resolver role can restart.")
+    if exc.status == ExceptionStatus.RESOLVED:
+        raise ActionRefused("This exception is already resolved.")
+    if exc.run is None:
+        raise ActionRefused("Nothing to restart: this exception has no workflow run. Use Retry.")
+    with transaction.atomic():
+        queued = engine.restart_run(exc.run, actor=user, reason=f"restart of exception #{exc.pk}")
+        if not queued:
+            raise ActionRefused("The run is already queued or running; wait for its result.")
+        IntegrationException.objects.filter(pk=exc.pk).update(status=ExceptionStatus.RETRYING)
+        audit.record(
+            "exception.restart",
+            f"Restart of the whole workflow of exception #{exc.pk} requested",
+            actor=user,
+            obj=exc,
+            correlation_id=exc.run.correlation_id,
+        )
+    return outcome(exc, "Restarted", "Restart queued")
+
+
+def outcome(exc: IntegrationException, done: str, queued: str) -> ActionResult:
+    """What a retry or restart led to (with eager workers, already its result)."""
     exc.refresh_from_db()
     if exc.status == ExceptionStatus.RESOLVED:
-        return ActionResult(True, "Retried: the run succeeded and the exception is resolved.")
+        return ActionResult(True, f"{done}: the run succeeded and the exception is resolved.")
     if exc.status == ExceptionStatus.OPEN:
-        return ActionResult(False, "Retried, but it failed again: see the latest error.")
-    return ActionResult(True, "Retry queued: a worker is running it now.")
+        return ActionResult(False, f"{done}, but it failed again: see the latest error.")
+    return ActionResult(True, f"{queued}: a worker is running it now.")

@@ -8,4 +8,5 @@ class ExceptionsConfig(AppConfig):
     verbose_name = "Exception queues"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401
+        # tasks: registered in every process, so the outbox can hand alerts to Celery by name
+        from . import receivers, tasks  # noqa: F401

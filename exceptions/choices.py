@@ -90,3 +90,15 @@ class ExceptionCode(models.TextChoices):
     ERP_CONFIGURATION_MISSING = "erp_configuration_missing", "ERP configuration missing"
     SYSTEM_OF_RECORD_VIOLATION = "system_of_record_violation", "System-of-record violation"
     INTERNAL_ERROR = "internal_error", "Internal error"
+
+
+class SlaState(models.TextChoices):
+    """Where an active exception stands against its queue's SLA (computed from due_at)."""
+
+    OK = "ok", "On time"
+    DUE_SOON = "due_soon", "Due soon"
+    BREACHED = "breached", "Breached"
+
+
+#: "due soon" is the last fifth of the queue's SLA window
+DUE_SOON_FRACTION = 0.2

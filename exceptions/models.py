@@ -12,6 +12,7 @@ from console.models import Team
 from integrations.models import Connection, SyncRun, SyncStep
 
 from .choices import (
+    ACTIVE_STATUSES,
     AlertChannel,
     AlertEvent,
     BulkKind,
@@ -201,8 +202,34 @@ class IntegrationException(models.Model):
                 name="exception_unique_unresolved_fingerprint",
             )
         ]
+        # The queue page and the API list read newest activity first (last_seen, id) under
+        # the shared filters; these keep them index ranges at a million rows (see
+        # exceptions.pagination and `manage.py bench exceptions`). The partial ones hold only
+        # the active work; their trailing columns let the common filters and the capped
+        # counts be answered from the index alone.
         indexes = [
-            models.Index(fields=["queue", "status", "-last_seen"], name="exception_queue_idx")
+            models.Index(fields=["queue", "status", "-last_seen"], name="exception_queue_idx"),
+            models.Index(fields=["-last_seen", "-id"], name="exception_recent_idx"),
+            models.Index(
+                fields=["queue", "-last_seen", "-id", "code", "legal_entity_code", "assignee"],
+                condition=Q(status__in=ACTIVE_STATUSES),
+                name="exception_active_queue_idx",
+            ),
+            models.Index(
+                fields=["queue", "legal_entity_code", "-last_seen", "-id", "code", "assignee"],
+                condition=Q(status__in=ACTIVE_STATUSES),
+                name="exception_active_entity_idx",
+            ),
+            models.Index(
+                fields=["assignee", "-last_seen", "-id"],
+                condition=Q(status__in=ACTIVE_STATUSES),
+                name="exception_active_assignee_idx",
+            ),
+            models.Index(
+                fields=["queue", "due_at"],
+                condition=Q(status__in=ACTIVE_STATUSES),
+                name="exception_active_due_idx",
+            ),
         ]
 
     def __str__(self) -> str:

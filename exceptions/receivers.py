@@ -6,8 +6,9 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from integrations.models import Connection, Expectation, SyncRun, SyncStep
+from integrations.models import Connection, Expectation, PostingBatch, SyncRun, SyncStep
 from integrations.signals import (
+    entries_posted,
     expectations_met,
     governance_violation,
     poll_failed,
@@ -19,7 +20,7 @@ from integrations.signals import (
 )
 from integrations.workflows.failures import StepFailure
 
-from . import services
+from . import auto_resolve, services
 from .choices import ExceptionCode, ExceptionStatus
 from .models import IntegrationException
 
@@ -39,6 +40,12 @@ def on_runs_succeeded(sender: Any, runs: list[SyncRun], **kw: Any) -> None:
     services.resolve(
         services.unresolved_for_runs(runs), reason="The run succeeded after the retry."
     )
+    auto_resolve.after_runs(runs)  # exceptions without a run about the same records
+
+
+@receiver(entries_posted, sender=PostingBatch, dispatch_uid="exceptions.entries_posted")
+def on_entries_posted(sender: Any, batch: PostingBatch, entry_ids: list[str], **kw: Any) -> None:
+    auto_resolve.after_posting(batch, entry_ids)
 
 
 @receiver(poll_failed, sender=Connection, dispatch_uid="exceptions.poll_failed")

@@ -14,10 +14,12 @@ from console.models import User
 from integrations.models import Connection, SyncRun, SyncStep
 from integrations.workflows.failures import StepFailure
 
+from . import ignoring, incidents, sla
 from .choices import ExceptionStatus
 from .classification import classify
 from .models import IntegrationException
-from .routing import route
+from .money import money_of
+from .rules import Facts, place
 
 logger = logging.getLogger(__name__)
 
@@ -54,21 +56,41 @@ def open_exception(
         IntegrationException.objects.filter(pk=existing.pk).update(
             occurrences=F("occurrences") + 1,
             last_seen=now,
-            status=ExceptionStatus.OPEN,
+            # open again, unless ignored for good or for now (exceptions.ignoring)
+            **ignoring.fields_after_repeat(existing, now),
             explanation=result.explanation,
-            vendor_error=failure.vendor_error,
+            vendor_error=failure.vendor_error or {"details": failure.details},
             payload=failure.payload,
             step=step,
         )
         existing.refresh_from_db()
+        # the repeat keeps its incident alive (last seen), or joins the cause's open one
+        incident = incidents.incident_for(existing, failure, step=step, now=now)
+        if incident is not None and existing.incident_id != incident.pk:
+            existing.incident = incident
+            existing.save(update_fields=["incident"])
         return existing
     connection = (
         Connection.objects.filter(pk=failure.connection_id).first()
         if failure.connection_id
         else None
     )
+    amount, currency = money_of(failure, run)
+    queue, rule = place(
+        Facts(
+            code=result.code,
+            category=result.category,
+            entity_type=failure.entity_type,
+            legal_entity_code=legal_entity_code,
+            region=region,
+            connection_id=connection.pk if connection is not None else None,
+            owner=result.owner,
+            amount=amount,
+        )
+    )
     exc = IntegrationException.objects.create(
-        queue=route(result.owner, region=region),
+        queue=queue,
+        routed_by=rule,
         code=result.code,
         category=result.category,
         title=result.title,
@@ -86,6 +108,9 @@ def open_exception(
         fingerprint=print_,
         first_seen=now,
         last_seen=now,
+        amount=amount,
+        currency=currency,
+        due_at=sla.due_at(queue, now),
     )
     audit.record(
         "exception.opened",
@@ -93,8 +118,13 @@ def open_exception(
         obj=exc,
         correlation_id=run.correlation_id if run is not None else "",
         code=exc.code,
+        routed_by=f"{rule.name} (version {rule.version})" if rule is not None else None,
     )
     logger.info("exception %s opened in %s: %s", exc.pk, exc.queue, exc.code)
+    # the second level of grouping: the open incident of its root cause, if it has one
+    exc.incident = incidents.incident_for(exc, failure, step=step, now=now)
+    if exc.incident is not None:
+        exc.save(update_fields=["incident"])
     return exc
 
 
@@ -105,6 +135,7 @@ def resolve(
     """Mark exceptions resolved, with the reason, and audit each."""
     now = timezone.now()
     count = 0
+    touched_incidents: set[int] = set()
     for exc in exceptions:
         if exc.status == ExceptionStatus.RESOLVED:
             continue
@@ -121,6 +152,10 @@ def resolve(
             correlation_id=exc.run.correlation_id if exc.run_id else "",
         )
         count += 1
+        if exc.incident_id:
+            touched_incidents.add(exc.incident_id)
+    # an incident whose every exception is now resolved resolves too (and says why)
+    incidents.resolve_cleared(touched_incidents, now=now)
     return count
 
 

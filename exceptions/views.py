@@ -6,23 +6,26 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django.views.generic import DetailView, ListView
 
-from integrations.views import tidy_filter_form
-
 from .actions import ActionRefused, can_act, retry
-from .choices import ExceptionStatus
-from .filtersets import IntegrationExceptionFilterSet
+from .choices import ACTIVE_STATUSES, ExceptionStatus
+from .links import record_links
+from .masking import amount_for, data_for, has_finance_rights
 from .models import IntegrationException, Queue
+from .pagination import CURSOR_PARAM, InvalidCursor, paginate
+from .queue_pages import queue_filter_data, queue_filterset
+from .saved_views import normalise_query, page_url, views_of
 
 #: Payloads can be megabytes; the page shows this many characters of the pretty JSON.
 PAYLOAD_DISPLAY_CHARS = 20_000
@@ -42,64 +45,93 @@ def _exceptions() -> QuerySet[IntegrationException]:
 
 
 class QueueListView(LoginRequiredMixin, ListView):
-    """Every queue with its unresolved count; the user's teams' queues first."""
+    """Every queue with its active and SLA-breached counts; the user's teams' queues first,
+    then the user's saved views."""
 
     model = Queue
     template_name = "exceptions/queue_list.html"
     context_object_name = "queues"
 
     def get_queryset(self) -> QuerySet[Queue]:
-        unresolved = ~Q(exceptions__status=ExceptionStatus.RESOLVED)
-        return (
-            Queue.objects.select_related("team")
-            .annotate(open_count=Count("exceptions", filter=unresolved))
-            .order_by("name")
-        )
+        return Queue.objects.select_related("team").order_by("name")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         team_ids = set(self.request.user.memberships.values_list("team_id", flat=True))
         queues = list(context["queues"])
+        # One grouped count over the active work only (the partial queue/due-time index),
+        # not a join of every queue with every exception ever raised.
+        counts = {
+            row["queue"]: row
+            for row in IntegrationException.objects.filter(status__in=ACTIVE_STATUSES)
+            .values("queue")
+            .annotate(
+                # columns of that index, not the id: the index alone answers it
+                active=Count("queue"),
+                breached=Count("due_at", filter=Q(due_at__lte=timezone.now())),
+            )
+            .order_by()
+        }
+        for queue in queues:
+            row = counts.get(queue.pk, {})
+            queue.active_count = row.get("active", 0)
+            queue.breached_count = row.get("breached", 0)
+            queue.open_count = queue.active_count  # the work waiting (open, in progress, retry)
         context["my_queues"] = [q for q in queues if q.team_id in team_ids]
         context["other_queues"] = [q for q in queues if q.team_id not in team_ids]
+        saved = list(views_of(self.request.user))
+        for view in saved:
+            view.page_url = page_url(view)
+        context["saved_views"] = saved
         return context
 
 
 class QueueView(LoginRequiredMixin, ListView):
-    """One queue's exceptions, filtered by IntegrationExceptionFilterSet (unresolved by
-    default), newest activity first."""
+    """One queue's exceptions, filtered by IntegrationExceptionFilterSet (active by default),
+    newest activity first, paged by keyset (exceptions.pagination: page 200 costs what page
+    1 costs), with the user's saved views and a CSV export of the same filter."""
 
     template_name = "exceptions/queue.html"
     context_object_name = "exceptions"
-    paginate_by = 50
 
     def get_queryset(self) -> QuerySet[IntegrationException]:
         self.queue = get_object_or_404(
             Queue.objects.select_related("team"), slug=self.kwargs["slug"]
         )
-        data = self.request.GET.copy()
-        if "unresolved" not in data and "status" not in data:
-            data["unresolved"] = "true"
-        queryset = _exceptions().filter(queue=self.queue)
-        self.filterset = IntegrationExceptionFilterSet(data, queryset=queryset)
         # The page is the queue; runs are millions, so the run filter is an id, not a list.
-        self.filterset.filters.pop("queue")
-        self.filterset.form.fields["run"].widget = forms.HiddenInput()
-        tidy_filter_form(self.filterset.form)
+        self.filterset = queue_filterset(self.request, self.queue)
         if not self.filterset.is_valid():
-            return queryset.none()
+            return self.filterset.queryset.none()
         return self.filterset.qs
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        allowed: dict[int, bool] = {}
-        for exc in context["exceptions"]:
-            # can_act depends on the queue's team only: ask once per team, not once per row.
-            team_id = exc.queue.team_id
-            if team_id not in allowed:
-                allowed[team_id] = can_act(self.request.user, exc)
-            exc.user_can_act = allowed[team_id] and exc.status == ExceptionStatus.OPEN
-        context.update(queue=self.queue, filter_form=self.filterset.form)
+        user = self.request.user
+        try:
+            page = paginate(self.object_list, self.request.GET.get(CURSOR_PARAM))
+        except InvalidCursor as invalid:
+            messages.warning(self.request, str(invalid))
+            page = paginate(self.object_list, None)
+        # can_act depends on the queue's team only: every row is in this queue, so ask once.
+        allowed = user.can_act_for(self.queue.team)
+        for exc in page.rows:
+            exc.user_can_act = allowed and exc.status == ExceptionStatus.OPEN
+            exc.amount_shown = amount_for(user, exc.amount)
+        filter_query = normalise_query(queue_filter_data(self.request))
+        export_url = reverse("exceptions:export", args=[self.queue.slug])
+        context.update(
+            queue=self.queue,
+            filter_form=self.filterset.form,
+            exceptions=page.rows,
+            page=page,
+            filter_query=filter_query,
+            export_url=f"{export_url}?{filter_query}" if filter_query else export_url,
+            saved_views=list(views_of(user, self.queue)),
+            user_can_act_on_queue=allowed,
+            # asked only when the page shows money (one query saved on most queues)
+            finance_masked=any(e.amount is not None for e in page.rows)
+            and not has_finance_rights(user),
+        )
         return context
 
 
@@ -115,8 +147,15 @@ class ExceptionDetailView(LoginRequiredMixin, DetailView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         exc: IntegrationException = self.object
-        payload, payload_chars = pretty_json(exc.payload)
-        vendor_error, vendor_error_chars = pretty_json(exc.vendor_error)
+        user = self.request.user
+        # Money, bank and tax fields are masked for users without finance rights.
+        payload, payload_chars = pretty_json(data_for(user, exc.payload))
+        vendor_error, vendor_error_chars = pretty_json(data_for(user, exc.vendor_error))
+        context.update(
+            record_links=record_links(exc),
+            amount_shown=amount_for(user, exc.amount),
+            finance_masked=not has_finance_rights(user),
+        )
         context.update(
             user_can_act=exc.status == ExceptionStatus.OPEN and can_act(self.request.user, exc),
             payload_json=payload,

@@ -41,7 +41,7 @@ from .models import (
 )
 from .queues import queue_for
 from .routing import erp_for
-from .signals import posting_rejected
+from .signals import entries_posted, posting_rejected
 from .telemetry import CallBuffer
 from .workflows.failures import StepFailure
 
@@ -176,7 +176,7 @@ class _Collector:
         self.groups.clear()
         for (code, workspace), entry_ids in self.rejected.items():
             self.result.rejected += len(entry_ids)
-            _reject(self.psa, code, workspace, entry_ids)
+            _reject(self.psa, code, workspace, entry_ids, record_type=self.record_type)
         self.rejected.clear()
 
     def _hand_off(self, erp_id: int, chunk: list[dict[str, Any]]) -> None:
@@ -402,6 +402,7 @@ def post_batch(batch_id: int) -> PostingBatch:
         buffer.flush()
     errors: dict[str, list[str]] = defaultdict(list)
     messages: dict[str, str] = {}
+    refused_money: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for item, outcome in zip(batch.entries, results, strict=True):
         state = outcome.get("status")
         if state == "created":
@@ -416,6 +417,9 @@ def post_batch(batch_id: int) -> PostingBatch:
             code = str(error.get("code") or "posting_refused")
             errors[code].append(item["entry"]["source_id"])
             messages.setdefault(code, str(error.get("message") or "")[:300])
+            money = _entry_money(item["entry"])
+            if money is not None:
+                refused_money[code][money[1]] += money[0]
     batch.status = PostingBatch.Status.PARTIAL if errors else PostingBatch.Status.POSTED
     batch.posted_at = timezone.now()
     with transaction.atomic():
@@ -431,9 +435,18 @@ def post_batch(batch_id: int) -> PostingBatch:
                 entity_type="posting_batch",
                 entity_ref=batch.key[:120],
                 connection_id=batch.erp_id,
-                details={"vendor_code": code, "entries": entry_ids[:500]},
+                details={
+                    "vendor_code": code,
+                    "entries": entry_ids[:500],
+                    "record_type": batch.record_type,
+                    # what the refused entries are worth, per currency (exception queues)
+                    "amounts": {cur: str(total) for cur, total in refused_money[code].items()},
+                },
             )
             posting_rejected.send(sender=PostingBatch, failure=failure, key=(batch.key, code))
+        posted = [item["entry"]["source_id"] for item in batch.entries if item.get("erp_id")]
+        if posted:
+            entries_posted.send(sender=PostingBatch, batch=batch, entry_ids=posted)
         # Status back to the PSA is one call per entry: it waits, so that at month-end the
         # postings to the ledger go first and the PSA hears about them right after.
         outbox.enqueue(
@@ -444,6 +457,19 @@ def post_batch(batch_id: int) -> PostingBatch:
             countdown=settings.POSTING_STATUS_DELAY_SECONDS,
         )
     return batch
+
+
+def _entry_money(entry: dict[str, Any]) -> tuple[Decimal, str] | None:
+    """What one entry is worth: an expense's or charge's amount, or time at its cost rate."""
+    currency = entry.get("currency")
+    if not currency:
+        return None
+    if entry.get("amount") is not None:
+        return Decimal(str(entry["amount"])), str(currency)
+    if entry.get("hours") is not None and entry.get("cost_rate") is not None:
+        amount = Decimal(str(entry["hours"])) * Decimal(str(entry["cost_rate"]))
+        return amount.quantize(Decimal("0.01"), ROUND_HALF_UP), str(currency)
+    return None
 
 
 def report_postings(batch_id: int) -> int:
@@ -524,7 +550,9 @@ def _people(psa: Connection, user_ids: set[str]) -> dict[tuple[int, str], str]:
     return people
 
 
-def _reject(psa: Connection, code: str, workspace: str, entry_ids: list[str]) -> None:
+def _reject(
+    psa: Connection, code: str, workspace: str, entry_ids: list[str], *, record_type: str = ""
+) -> None:
     failure = StepFailure(
         kind="business",
         code=code,
@@ -532,6 +560,6 @@ def _reject(psa: Connection, code: str, workspace: str, entry_ids: list[str]) ->
         entity_type="project",
         entity_ref=workspace,
         connection_id=psa.pk,
-        details={"entries": entry_ids[:500], "count": len(entry_ids)},
+        details={"entries": entry_ids[:500], "count": len(entry_ids), "record_type": record_type},
     )
     posting_rejected.send(sender=PostingBatch, failure=failure, key=(psa.name, code, workspace))

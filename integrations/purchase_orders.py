@@ -128,6 +128,13 @@ class PurchaseOrders:
             return None
         vendor_id = bindings.lookup(erp, "vendor", vendor_key)
         if vendor_id is None:
+            # which firms are missing where: one incident per missing vendor (exceptions)
+            note = self.notes.setdefault(
+                ("purchase_order_vendor_not_in_erp", workspace),
+                {"connection": erp.name, "vendors": []},
+            )
+            if vendor_key not in note["vendors"]:
+                note["vendors"].append(vendor_key)
             return "purchase_order_vendor_not_in_erp"
         subsidiary_id = bindings.lookup(erp, "legal_entity", legal_entity)
         currency = (

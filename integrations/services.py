@@ -15,9 +15,9 @@ from django.db import IntegrityError, transaction
 from console import audit
 from console.models import User
 
-from . import outbox, timeline
+from . import corrections, outbox, timeline
 from .choices import RunStatus, StepStatus, Trigger
-from .models import Connection, SyncRun
+from .models import Connection, SyncRun, SyncStep
 from .queues import queue_for
 
 logger = logging.getLogger(__name__)
@@ -185,6 +185,123 @@ def resume_run(run: SyncRun, *, actor: User | None = None, reason: str = "retry"
         enqueue_run(run)
     logger.info("run %s resumed (%s)", run.pk, reason)
     return True
+
+
+def restart_run(run: SyncRun, *, actor: User | None = None, reason: str = "restart") -> bool:
+    """Run a failed run's whole workflow again, every step from the first, with the current
+    mapping and the run's input as it is now (a person's corrections included).
+
+    Steps keep their attempt counts: a step that ran before looks in its target (by external
+    id or reference) before it writes, so a restart never creates a record twice. Returns
+    False when the run is not failed (already queued, running or done).
+    """
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().get(pk=run.pk)
+        if run.status != RunStatus.FAILED:
+            return False
+        run.steps.exclude(status=StepStatus.PENDING).update(status=StepStatus.PENDING)
+        run.status = RunStatus.PENDING
+        run.save(update_fields=["status"])
+        audit.record(
+            "run.restarted",
+            f"Run {run.pk} ({run.workflow}) restarted from its first step: {reason}",
+            actor=actor,
+            obj=run,
+            correlation_id=run.correlation_id,
+        )
+        enqueue_run(run)
+    logger.info("run %s restarted (%s)", run.pk, reason)
+    return True
+
+
+def resume_runs(
+    run_ids: list[int], *, actor: User | None = None, reason: str = "bulk retry"
+) -> list[int]:
+    """`resume_run` for many runs at once (a bulk retry): the failed ones among `run_ids` go
+    back to pending in two updates and are handed to workers RUN_BATCH_SIZE at a time, one
+    task per batch, as `start_runs` does. Runs another process holds, and runs that are not
+    failed, are left alone. Returns the ids of the runs resumed."""
+    with transaction.atomic():
+        runs = list(
+            SyncRun.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=list(run_ids), status=RunStatus.FAILED)
+            .only("pk", "workflow", "correlation_id", "source_connection_id")
+            .order_by("pk")
+        )
+        if not runs:
+            return []
+        ids = [run.pk for run in runs]
+        SyncStep.objects.filter(run_id__in=ids, status=StepStatus.FAILED).update(
+            status=StepStatus.PENDING
+        )
+        SyncRun.objects.filter(pk__in=ids).update(status=RunStatus.PENDING)
+        audit.record_each(
+            "run.resumed",
+            [
+                (run, f"Run {run.pk} ({run.workflow}) resumed: {reason}", run.correlation_id, {})
+                for run in runs
+            ],
+            actor=actor,
+        )
+        groups: dict[tuple[str, int | None], list[SyncRun]] = {}
+        for run in runs:
+            groups.setdefault((run.workflow, run.source_connection_id), []).append(run)
+        size = max(1, settings.RUN_BATCH_SIZE)
+        for (workflow, connection_id), group in groups.items():
+            for start in range(0, len(group), size):
+                chunk = group[start : start + size]
+                outbox.enqueue(
+                    "integrations.run_workflows",
+                    [run.pk for run in chunk],
+                    queue=queue_for(connection_id),
+                    key=f"{workflow}:{chunk[0].correlation_id}+{len(chunk) - 1}",
+                )
+    logger.info("%d runs resumed (%s)", len(ids), reason)
+    return ids
+
+
+def correct_input(
+    run: SyncRun,
+    payload: dict[str, Any],
+    changes: dict[str, Any],
+    *,
+    actor: User | None = None,
+    reason: str = "payload corrected",
+) -> bool:
+    """Replace a failed run's input with a person's corrected payload; `changes` ({dotted
+    path: new value}) are laid over the source record when the run reads it again (see
+    integrations.corrections). Returns False when the run is not failed."""
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().get(pk=run.pk)
+        if run.status != RunStatus.FAILED:
+            return False
+        corrections.store(run, payload, changes)
+        audit.record(
+            "run.input_corrected",
+            f"Input of run {run.pk} ({run.workflow}) corrected: {', '.join(sorted(changes))}",
+            actor=actor,
+            obj=run,
+            correlation_id=run.correlation_id,
+            fields=sorted(changes),
+            reason=reason,
+        )
+    return True
+
+
+def look_up_in_targets(run: SyncRun) -> list[Any]:
+    """Whether the records `run` writes already exist in their target systems (read-only;
+    integrations.preview.TargetLookup items)."""
+    from .preview import lookup_targets
+
+    return lookup_targets(run)
+
+
+def preview_replay(run: SyncRun, *, restart: bool = False) -> list[Any]:
+    """What a retry (or a restart) of `run` would send, with the current mapping, without
+    writing anything (integrations.preview.StepPreview items)."""
+    from .preview import preview_run
+
+    return preview_run(run, restart=restart)
 
 
 def request_poll(connection: Connection) -> None:

@@ -26,3 +26,6 @@ expectations_met = Signal()
 governance_violation = Signal()
 #: entries could not be posted (policy or ERP refusal): failure (StepFailure), key (tuple)
 posting_rejected = Signal()
+#: entries of a posting batch reached the ERP (created, or found there already): batch
+#: (integrations.models.PostingBatch), entry_ids (the PSA ids of those entries)
+entries_posted = Signal()

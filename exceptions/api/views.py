@@ -4,6 +4,7 @@ action (the same exceptions.actions.retry the console's button calls)."""
 from __future__ import annotations
 
 from django.db.models import Count, Q
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -15,6 +16,8 @@ from .. import actions
 from ..choices import ExceptionStatus
 from ..filtersets import IntegrationExceptionFilterSet
 from ..models import IntegrationException, Queue
+from ..pagination import ExceptionKeysetPagination
+from .actions import ExceptionActionsMixin
 from .serializers import IntegrationExceptionSerializer, QueueSerializer, RetryResultSerializer
 
 
@@ -26,12 +29,18 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
-class IntegrationExceptionViewSet(viewsets.ReadOnlyModelViewSet):
-    """Exceptions of every queue; POST `retry/` re-runs the failed step."""
+class IntegrationExceptionViewSet(ExceptionActionsMixin, viewsets.ReadOnlyModelViewSet):
+    """Exceptions of every queue, newest activity first, filtered like the queue pages and
+    paged by cursor (follow `next`); POST `retry/` re-runs the failed step."""
 
-    queryset = IntegrationException.objects.select_related("queue__team", "run", "resolved_by")
+    queryset = IntegrationException.objects.select_related(
+        "queue__team", "run", "resolved_by", "assignee"
+    )
     serializer_class = IntegrationExceptionSerializer
     filterset_class = IntegrationExceptionFilterSet
+    # keyset pages in one fixed, indexed order (exceptions.pagination): no ?ordering=
+    filter_backends = [DjangoFilterBackend]
+    pagination_class = ExceptionKeysetPagination
 
     @extend_schema(
         request=None,

@@ -26,7 +26,7 @@ from integrations.connectors.errors import ValidationError
 from integrations.connectors.kantata import mapping as kantata_mapping
 from integrations.connectors.netsuite import mapping as netsuite_mapping
 from integrations.connectors.salesforce import mapping as salesforce_mapping
-from integrations.models import SyncRun
+from integrations.models import Connection, SyncRun
 
 from . import erp_customers
 from .base import Step, StepContext, Workflow
@@ -133,6 +133,42 @@ class CreateInvoice(Step):
         return invoice_key(ctx)
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
+        erp, invoice, body = self.build(ctx)
+        completion, _opp = loaded(ctx)
+        key = invoice.key
+        client = ctx.client(erp)
+        try:
+            internal_id = client.upsert_invoice(key, body)
+        except ValidationError as exc:
+            if "period" in exc.message.lower() and "closed" in exc.message.lower():
+                raise StepError(
+                    "closed_accounting_period",
+                    f"{erp.name} refused the invoice dated {invoice.invoice_date}: {exc.message}",
+                    entity_type="invoice",
+                    entity_ref=key,
+                    connection_id=erp.pk,
+                    details={"vendor_code": exc.vendor_code, "field": exc.field},
+                ) from exc
+            raise
+        status = netsuite_mapping.invoice_status_from_netsuite(
+            client.get_invoice(internal_id), today=timezone.now().date()
+        )
+        bindings.bind(erp, "invoice", key, internal_id, run=ctx.run)
+        timeline.stamp(ctx.run.business_key, "invoiced", source=erp.name)
+        audit.record(
+            "erp.invoice.upserted",
+            f"Invoice {status.number} ({status.total} {invoice.currency}) upserted in "
+            f"{erp.name} for milestone {completion.name}",
+            correlation_id=ctx.run.correlation_id,
+            connection=erp.name,
+            external_id=internal_id,
+            idempotency_key=key,
+        )
+        return {"invoice": status.model_dump(mode="json"), "currency": invoice.currency}
+
+    def build(self, ctx: StepContext) -> tuple[Connection, schemas.Invoice, dict[str, Any]]:
+        """The ERP, the canonical invoice and the body the upsert sends (no call is made;
+        the console's pre-flight check shows it before a retry)."""
         completion, opp = loaded(ctx)
         customer = ctx.output("ensure_invoice_customer")
         erp = self.connection(ctx)
@@ -176,35 +212,7 @@ class CreateInvoice(Step):
             ),
             item_id=item_id,
         )
-        client = ctx.client(erp)
-        try:
-            internal_id = client.upsert_invoice(key, body)
-        except ValidationError as exc:
-            if "period" in exc.message.lower() and "closed" in exc.message.lower():
-                raise StepError(
-                    "closed_accounting_period",
-                    f"{erp.name} refused the invoice dated {invoice.invoice_date}: {exc.message}",
-                    entity_type="invoice",
-                    entity_ref=key,
-                    connection_id=erp.pk,
-                    details={"vendor_code": exc.vendor_code, "field": exc.field},
-                ) from exc
-            raise
-        status = netsuite_mapping.invoice_status_from_netsuite(
-            client.get_invoice(internal_id), today=timezone.now().date()
-        )
-        bindings.bind(erp, "invoice", key, internal_id, run=ctx.run)
-        timeline.stamp(ctx.run.business_key, "invoiced", source=erp.name)
-        audit.record(
-            "erp.invoice.upserted",
-            f"Invoice {status.number} ({status.total} {invoice.currency}) upserted in "
-            f"{erp.name} for milestone {completion.name}",
-            correlation_id=ctx.run.correlation_id,
-            connection=erp.name,
-            external_id=internal_id,
-            idempotency_key=key,
-        )
-        return {"invoice": status.model_dump(mode="json"), "currency": invoice.currency}
+        return erp, invoice, body
 
 
 class UpdatePsa(Step):

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from console import audit
-from integrations import bindings, governance, timeline
+from integrations import bindings, corrections, governance, timeline
 from integrations.canonical import schemas
 from integrations.canonical.errors import MappingError
 from integrations.choices import ErpDocument, SystemKind
@@ -147,6 +147,8 @@ class FetchDeal(BatchStep):
                 vendor_code="NOT_FOUND",
                 operation="salesforce.Opportunity.get",
             )
+        # a person's corrections of this run's payload win over the CRM's values (this run only)
+        record = corrections.apply(record, corrections.of(ctx.run))
         try:
             opp = salesforce_mapping.opportunity_from_salesforce(record)
         except MappingError as exc:
