@@ -13,9 +13,9 @@ import httpx
 import pytest
 from django.core import mail
 
-from console.choices import TeamKind
-from console.models import AuditEvent
-from exceptions import alerts, incidents, services
+from console.choices import Role, TeamKind
+from console.models import AuditEvent, Membership, User
+from exceptions import alerts, incidents, lifecycle, services
 from exceptions.choices import AlertChannel, AlertEvent, ExceptionCode, ExceptionStatus
 from exceptions.models import Alert, Incident, IntegrationException, Queue
 from integrations.choices import Vendor
@@ -502,3 +502,17 @@ def test_a_reopened_exception_of_a_resolved_incident_opens_it_again(finance, erp
     exc.refresh_from_db()
     assert exc.incident_id == incident.pk
     assert Alert.objects.filter(incident=incident, event=AlertEvent.OPENED).exists()
+
+
+def test_reopening_by_hand_puts_the_exception_back_in_an_open_incident(finance, erp, webhook):
+    member = User.objects.create_user("fin-resolver")
+    Membership.objects.create(user=member, team=finance.team, role=Role.RESOLVER)
+    exc = open_invoice_exception(erp, 1, "10.00")
+    services.resolve([exc], reason="fixed")
+    assert Incident.objects.get().status == "resolved"
+    exc.refresh_from_db()
+    lifecycle.reopen(exc, member)
+    exc.refresh_from_db()
+    assert exc.status == ExceptionStatus.OPEN
+    assert exc.incident.status == "open"  # not left in the resolved incident
+    assert Incident.objects.count() == 2
