@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from console import audit
 from console.models import User
@@ -168,23 +169,14 @@ def resume_run(run: SyncRun, *, actor: User | None = None, reason: str = "retry"
 
     Returns False when the run is not failed (already running, queued or done).
     """
-    with transaction.atomic():
-        run = SyncRun.objects.select_for_update().get(pk=run.pk)
-        if run.status != RunStatus.FAILED:
-            return False
-        run.steps.filter(status=StepStatus.FAILED).update(status=StepStatus.PENDING)
-        run.status = RunStatus.PENDING
-        run.save(update_fields=["status"])
-        audit.record(
-            "run.resumed",
-            f"Run {run.pk} ({run.workflow}) resumed: {reason}",
-            actor=actor,
-            obj=run,
-            correlation_id=run.correlation_id,
-        )
-        enqueue_run(run)
-    logger.info("run %s resumed (%s)", run.pk, reason)
-    return True
+    return _requeue(
+        run,
+        again=Q(status=StepStatus.FAILED),
+        action="run.resumed",
+        summary="resumed",
+        actor=actor,
+        reason=reason,
+    )
 
 
 def restart_run(run: SyncRun, *, actor: User | None = None, reason: str = "restart") -> bool:
@@ -195,22 +187,36 @@ def restart_run(run: SyncRun, *, actor: User | None = None, reason: str = "resta
     id or reference) before it writes, so a restart never creates a record twice. Returns
     False when the run is not failed (already queued, running or done).
     """
+    return _requeue(
+        run,
+        again=~Q(status=StepStatus.PENDING),
+        action="run.restarted",
+        summary="restarted from its first step",
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _requeue(
+    run: SyncRun, *, again: Q, action: str, summary: str, actor: User | None, reason: str
+) -> bool:
+    """Put a failed run back in the queue with the steps `again` selects pending; audited."""
     with transaction.atomic():
         run = SyncRun.objects.select_for_update().get(pk=run.pk)
         if run.status != RunStatus.FAILED:
             return False
-        run.steps.exclude(status=StepStatus.PENDING).update(status=StepStatus.PENDING)
+        run.steps.filter(again).update(status=StepStatus.PENDING)
         run.status = RunStatus.PENDING
         run.save(update_fields=["status"])
         audit.record(
-            "run.restarted",
-            f"Run {run.pk} ({run.workflow}) restarted from its first step: {reason}",
+            action,
+            f"Run {run.pk} ({run.workflow}) {summary}: {reason}",
             actor=actor,
             obj=run,
             correlation_id=run.correlation_id,
         )
         enqueue_run(run)
-    logger.info("run %s restarted (%s)", run.pk, reason)
+    logger.info("run %s %s (%s)", run.pk, summary, reason)
     return True
 
 

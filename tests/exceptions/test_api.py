@@ -10,13 +10,13 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from console.choices import Role, TeamKind
+from console.choices import Role
 from console.models import User
 from exceptions.choices import ExceptionCode, ExceptionStatus
 from exceptions.models import IntegrationException, Queue
 from integrations.choices import RunStatus, StepStatus
 from integrations.models import OutboxMessage
-from tests.factories import make_exception, make_queue, make_run, make_team, make_user
+from tests.factories import make_exception, make_run, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -26,16 +26,6 @@ def client_for(user: User | None) -> APIClient:
     if user is not None:
         client.force_authenticate(user)
     return client
-
-
-@pytest.fixture
-def finance_queue() -> Queue:
-    return make_queue(make_team(TeamKind.FINANCE))
-
-
-@pytest.fixture
-def pmo_queue() -> Queue:
-    return make_queue(make_team(TeamKind.PMO))
 
 
 @pytest.fixture

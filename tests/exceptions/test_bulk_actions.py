@@ -29,11 +29,6 @@ def it_queue() -> Queue:
 
 
 @pytest.fixture
-def finance_queue() -> Queue:
-    return make_queue(make_team(TeamKind.FINANCE))
-
-
-@pytest.fixture
 def ivan(it_queue: Queue) -> User:
     return make_user("ivan", team=it_queue.team)
 

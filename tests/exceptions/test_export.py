@@ -15,29 +15,13 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from console.choices import TeamKind
 from console.models import AuditEvent, User
 from exceptions.choices import ExceptionCode, ExceptionStatus
 from exceptions.export import HEADERS
 from exceptions.models import Queue
-from tests.factories import make_exception, make_queue, make_team, make_user
+from tests.factories import make_exception
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def finance_queue() -> Queue:
-    return make_queue(make_team(TeamKind.FINANCE))
-
-
-@pytest.fixture
-def pmo_queue() -> Queue:
-    return make_queue(make_team(TeamKind.PMO))
-
-
-@pytest.fixture
-def fiona(finance_queue: Queue) -> User:
-    return make_user("fiona", team=finance_queue.team)
 
 
 def read_csv(response) -> list[dict[str, str]]:

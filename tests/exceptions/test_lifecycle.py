@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from console.choices import Role, TeamKind
+from console.choices import Role
 from console.models import AuditEvent, User
 from exceptions import actions, ignoring, lifecycle, rerouting, services
 from exceptions.actions import ActionRefused, InvalidInput, NotAllowed
@@ -22,24 +22,9 @@ from exceptions.models import Comment, IntegrationException, Queue, RoutingRule
 from integrations.choices import RunStatus, StepStatus
 from integrations.models import OutboxMessage
 from integrations.workflows.failures import StepFailure
-from tests.factories import make_exception, make_queue, make_run, make_team, make_user
+from tests.factories import make_exception, make_run, make_user
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def finance_queue() -> Queue:
-    return make_queue(make_team(TeamKind.FINANCE))
-
-
-@pytest.fixture
-def pmo_queue() -> Queue:
-    return make_queue(make_team(TeamKind.PMO))
-
-
-@pytest.fixture
-def fiona(finance_queue: Queue) -> User:
-    return make_user("fiona", team=finance_queue.team)
 
 
 @pytest.fixture

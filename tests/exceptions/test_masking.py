@@ -14,11 +14,11 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from console.choices import Role, TeamKind
+from console.choices import Role
 from console.models import User
 from exceptions.masking import MASK, has_finance_rights, is_financial_key, mask_data
 from exceptions.models import IntegrationException, Queue
-from tests.factories import make_exception, make_queue, make_team, make_user
+from tests.factories import make_exception, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -42,16 +42,6 @@ MATRIX = {
     "pmo_resolver": (False, False),
     "no_team": (False, False),
 }
-
-
-@pytest.fixture
-def finance_queue() -> Queue:
-    return make_queue(make_team(TeamKind.FINANCE))
-
-
-@pytest.fixture
-def pmo_queue() -> Queue:
-    return make_queue(make_team(TeamKind.PMO))
 
 
 @pytest.fixture

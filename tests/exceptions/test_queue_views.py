@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from console.choices import Role, TeamKind
+from console.choices import Role
 from console.models import User
 from exceptions import pagination
 from exceptions.choices import ExceptionCode, ExceptionStatus
@@ -24,23 +24,11 @@ from integrations.choices import Vendor
 from tests.factories import (
     make_connection,
     make_exception,
-    make_queue,
     make_run,
-    make_team,
     make_user,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def finance_queue() -> Queue:
-    return make_queue(make_team(TeamKind.FINANCE))
-
-
-@pytest.fixture
-def pmo_queue() -> Queue:
-    return make_queue(make_team(TeamKind.PMO))
 
 
 @pytest.fixture

@@ -9,22 +9,11 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from console.choices import TeamKind
 from console.models import AuditEvent, User
 from exceptions.models import Queue, SavedView
-from tests.factories import make_exception, make_queue, make_team, make_user
+from tests.factories import make_exception, make_user
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def finance_queue() -> Queue:
-    return make_queue(make_team(TeamKind.FINANCE))
-
-
-@pytest.fixture
-def fiona(finance_queue: Queue) -> User:
-    return make_user("fiona", team=finance_queue.team)
 
 
 def signed_in(user: User) -> Client:

@@ -9,28 +9,18 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from console.choices import Role, TeamKind
+from console.choices import Role
 from console.models import AuditEvent, User
 from exceptions.choices import ExceptionCode, ExceptionStatus
 from exceptions.models import IntegrationException, Queue
 from exceptions.views import PAYLOAD_DISPLAY_CHARS
 from integrations.choices import RunStatus
 from integrations.models import OutboxMessage
-from tests.factories import make_exception, make_queue, make_run, make_team, make_user
+from tests.factories import make_exception, make_run, make_user
 
 pytestmark = pytest.mark.django_db
 
 SCRIPT = "<script>alert(1)</script>"
-
-
-@pytest.fixture
-def finance_queue() -> Queue:
-    return make_queue(make_team(TeamKind.FINANCE))
-
-
-@pytest.fixture
-def pmo_queue() -> Queue:
-    return make_queue(make_team(TeamKind.PMO))
 
 
 @pytest.fixture
