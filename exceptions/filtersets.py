@@ -60,6 +60,11 @@ class IntegrationExceptionFilterSet(SearchFilterSet):
         method="filter_newer_than", label="First seen less than (hours) ago", min_value=0
     )
     incident = django_filters.NumberFilter(field_name="incident", label="Incident (number)")
+    # codes are kept in capitals (UK01, EMEA): "uk01" finds them, and the index still serves
+    legal_entity_code = django_filters.CharFilter(
+        method="filter_upper", field_name="legal_entity_code", label="Legal entity"
+    )
+    region = django_filters.CharFilter(method="filter_upper", field_name="region", label="Region")
 
     class Meta:
         model = IntegrationException
@@ -73,6 +78,9 @@ class IntegrationExceptionFilterSet(SearchFilterSet):
             "connection",
             "run",
         ]
+
+    def filter_upper(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(**{name: value.strip().upper()}) if value.strip() else queryset
 
     def filter_unresolved(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
         if value is None:
