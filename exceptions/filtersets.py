@@ -8,6 +8,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from integrations.choices import Region
 from integrations.filtersets import SearchFilterSet
 
 from .choices import (
@@ -60,11 +61,11 @@ class IntegrationExceptionFilterSet(SearchFilterSet):
         method="filter_newer_than", label="First seen less than (hours) ago", min_value=0
     )
     incident = django_filters.NumberFilter(field_name="incident", label="Incident (number)")
-    # codes are kept in capitals (UK01, EMEA): "uk01" finds them, and the index still serves
+    # legal entity codes are kept in capitals (UK01): "uk01" finds them, and the index serves
     legal_entity_code = django_filters.CharFilter(
         method="filter_upper", field_name="legal_entity_code", label="Legal entity"
     )
-    region = django_filters.CharFilter(method="filter_upper", field_name="region", label="Region")
+    region = django_filters.CharFilter(method="filter_region", label="Region")
 
     class Meta:
         model = IntegrationException
@@ -81,6 +82,14 @@ class IntegrationExceptionFilterSet(SearchFilterSet):
 
     def filter_upper(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(**{name: value.strip().upper()}) if value.strip() else queryset
+
+    def filter_region(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        """A region by its name in any case ("emea", "americas")."""
+        wanted = value.strip().lower()
+        if not wanted:
+            return queryset
+        known = {choice.lower(): choice for choice in Region.values}
+        return queryset.filter(region=known.get(wanted, value.strip()))
 
     def filter_unresolved(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
         if value is None:

@@ -388,3 +388,14 @@ def test_reading_another_teams_queue_is_allowed_but_acting_is_not(
         assert b"You can read this queue; only Finance members" in response.content
         assert reverse("exceptions:retry", args=[exc.pk]).encode() not in response.content
     assert IntegrationException.objects.get(pk=exc.pk).status == ExceptionStatus.OPEN
+
+
+def test_legal_entity_and_region_filters_ignore_case(finance_queue: Queue, fiona: User) -> None:
+    make_exception(finance_queue, legal_entity_code="UK01", region="EMEA", title="uk one")
+    make_exception(finance_queue, legal_entity_code="US01", region="Americas", title="us one")
+    client = Client()
+    client.force_login(fiona)
+    url = finance_queue.get_absolute_url()
+    assert "uk one" in client.get(url, {"legal_entity_code": "uk01"}).content.decode()
+    page = client.get(url, {"region": "americas"}).content.decode()
+    assert "us one" in page and "uk one" not in page
