@@ -9,21 +9,21 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django.views.generic import DetailView, ListView
 
 from .actions import ActionRefused, can_act, retry
-from .choices import ACTIVE_STATUSES, ExceptionStatus
+from .choices import ExceptionStatus
 from .links import record_links
 from .masking import amount_for, data_for, has_finance_rights
 from .models import IntegrationException, Queue
 from .pagination import CURSOR_PARAM, InvalidCursor, paginate
+from .queue_counts import with_counts
 from .queue_pages import queue_filter_data, queue_filterset
 from .saved_views import normalise_query, page_url, views_of
 
@@ -58,24 +58,9 @@ class QueueListView(LoginRequiredMixin, ListView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         team_ids = set(self.request.user.memberships.values_list("team_id", flat=True))
-        queues = list(context["queues"])
-        # One grouped count over the active work only (the partial queue/due-time index),
-        # not a join of every queue with every exception ever raised.
-        counts = {
-            row["queue"]: row
-            for row in IntegrationException.objects.filter(status__in=ACTIVE_STATUSES)
-            .values("queue")
-            .annotate(
-                # columns of that index, not the id: the index alone answers it
-                active=Count("queue"),
-                breached=Count("due_at", filter=Q(due_at__lte=timezone.now())),
-            )
-            .order_by()
-        }
+        # one grouped count over the active work only (exceptions.queue_counts)
+        queues = with_counts(context["queues"])
         for queue in queues:
-            row = counts.get(queue.pk, {})
-            queue.active_count = row.get("active", 0)
-            queue.breached_count = row.get("breached", 0)
             queue.open_count = queue.active_count  # the work waiting (open, in progress, retry)
         context["my_queues"] = [q for q in queues if q.team_id in team_ids]
         context["other_queues"] = [q for q in queues if q.team_id not in team_ids]

@@ -1,4 +1,4 @@
-"""REST serializers of the exception queues: queues with their open counts, exceptions, and
+"""REST serializers of the exception queues: queues with their active counts, exceptions, and
 the answer of the retry action."""
 
 from __future__ import annotations
@@ -19,11 +19,22 @@ class QueueSerializer(serializers.ModelSerializer):
 
     team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     team_name = serializers.CharField(source="team.name", read_only=True)
+    active_count = serializers.IntegerField(
+        read_only=True,
+        help_text="Active exceptions: open, in progress or retry queued (as on the queue list).",
+    )
+    breached_count = serializers.IntegerField(
+        read_only=True, help_text="Active exceptions past their SLA due time."
+    )
     open_count = serializers.IntegerField(
-        read_only=True, help_text="Exceptions waiting for a person (status open)."
+        source="active_count",
+        read_only=True,
+        help_text="Deprecated: the same as active_count (it used to count status open only).",
     )
     unresolved_count = serializers.IntegerField(
-        read_only=True, help_text="Exceptions not resolved yet (open or retry queued)."
+        source="active_count",
+        read_only=True,
+        help_text="Deprecated: the same as active_count (it used to count ignored ones too).",
     )
 
     class Meta:
@@ -35,6 +46,8 @@ class QueueSerializer(serializers.ModelSerializer):
             "team",
             "team_name",
             "description",
+            "active_count",
+            "breached_count",
             "open_count",
             "unresolved_count",
         ]

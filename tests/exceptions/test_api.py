@@ -137,12 +137,12 @@ def test_queues_have_open_counts(resolver: User, finance_queue: Queue, pmo_queue
     make_exception(finance_queue, status=ExceptionStatus.RESOLVED)
     client = client_for(resolver)
     rows = {row["slug"]: row for row in client.get("/api/v1/queues/").json()["results"]}
-    assert rows[finance_queue.slug]["open_count"] == 2
+    assert rows[finance_queue.slug]["active_count"] == 3  # open, open, retry queued
     assert rows[finance_queue.slug]["unresolved_count"] == 3
     assert rows[finance_queue.slug]["team"] == finance_queue.team.slug
     assert rows[pmo_queue.slug]["open_count"] == 0
     detail = client.get(f"/api/v1/queues/{finance_queue.slug}/").json()
-    assert detail["open_count"] == 2
+    assert detail["active_count"] == 3
 
 
 def test_exception_list_query_count(

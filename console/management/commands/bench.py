@@ -29,6 +29,9 @@ class Command(BaseCommand):
         parser.add_argument("--large", type=int, default=1_000_000, help="exceptions: second")
         parser.add_argument("--samples", type=int, default=50, help="exceptions: requests")
         parser.add_argument("--deep-page", type=int, default=200, help="exceptions: page no.")
+        parser.add_argument(
+            "--bulk", type=int, default=10_000, help="exceptions: bulk retry size (0 skips it)"
+        )
 
     def handle(self, *args, name: str, **options):
         module = importlib.import_module(BENCHES[name])
@@ -38,5 +41,9 @@ class Command(BaseCommand):
             raise CommandError(f"{names} must be at least 1")
         if name == "exceptions" and chosen["large"] <= chosen["small"]:
             raise CommandError("--large must be more than --small")
+        if name == "exceptions":
+            if options["bulk"] < 0:
+                raise CommandError("--bulk must be 0 (skip the bulk retry) or more")
+            chosen["bulk"] = options["bulk"]
         result = module.run(**chosen, out=self.stdout)
         self.stdout.write(json.dumps(result, sort_keys=False))
