@@ -340,7 +340,7 @@ def _chunk(job: Job) -> int:
     action's row is locked for the chunk, so two deliveries of the task take turns instead
     of doing a chunk twice."""
     with transaction.atomic():
-        bulk = job.bulk = BulkAction.objects.select_for_update().get(pk=job.bulk.pk)
+        bulk = job.bulk = BulkAction.objects.select_for_update(of=("self",)).get(pk=job.bulk.pk)
         cursor = bulk.params[CURSOR]
         ids = list(
             matching(bulk.query, job.user)
@@ -388,7 +388,7 @@ def run(bulk_id: int) -> BulkAction | None:
     """Run a queued bulk action to its end, chunk by chunk. A repeat delivery of the task
     goes on from the last saved chunk; a finished action is left alone."""
     with transaction.atomic():
-        bulk = BulkAction.objects.select_for_update().filter(pk=bulk_id).first()
+        bulk = BulkAction.objects.select_for_update(of=("self",)).filter(pk=bulk_id).first()
         if bulk is None or bulk.status in (BulkStatus.FINISHED, BulkStatus.FAILED):
             return bulk
         bulk.status = BulkStatus.RUNNING

@@ -294,7 +294,7 @@ def incident_for(
 
 def _open_incident(cause: Cause, exc: IntegrationException, now: dt.datetime) -> Incident:
     existing = (
-        Incident.objects.select_for_update()
+        Incident.objects.select_for_update(of=("self",))
         .filter(cause_key=cause.key, status=IncidentStatus.OPEN)
         .first()
     )
@@ -311,7 +311,7 @@ def _open_incident(cause: Cause, exc: IntegrationException, now: dt.datetime) ->
                 last_seen=now,
             )
     except IntegrityError:
-        return Incident.objects.select_for_update().get(
+        return Incident.objects.select_for_update(of=("self",)).get(
             cause_key=cause.key, status=IncidentStatus.OPEN
         )
     audit.record(
@@ -356,7 +356,7 @@ def resolve_cleared(incident_ids: Iterable[int], *, now: dt.datetime | None = No
     with transaction.atomic():
         # lock first (FOR UPDATE takes no aggregates), then count what is still unresolved
         candidates = list(
-            Incident.objects.select_for_update()
+            Incident.objects.select_for_update(of=("self",))
             .filter(pk__in=ids, status=IncidentStatus.OPEN)
             .select_related("queue")
             .order_by("pk")

@@ -45,7 +45,7 @@ def _locked(exc: IntegrationException, user: User, verb: str) -> Iterator[Integr
     require_actor(user, exc, verb)
     with transaction.atomic():
         yield (
-            IntegrationException.objects.select_for_update()
+            IntegrationException.objects.select_for_update(of=("self",))
             .select_related("queue__team", "run", "assignee")
             .get(pk=exc.pk)
         )

@@ -202,7 +202,7 @@ def propose(exc: IntegrationException, user: User, edited: dict[str, Any] | str)
     replayed) at once; with them it waits for a second person's approval."""
     with transaction.atomic():
         current = (
-            IntegrationException.objects.select_for_update()
+            IntegrationException.objects.select_for_update(of=("self",))
             .select_related("queue__team", "run")
             .get(pk=exc.pk)
         )
@@ -284,7 +284,7 @@ def reject(edit: PayloadEdit, user: User) -> ActionResult:
 
 
 def _pending(edit: PayloadEdit) -> PayloadEdit:
-    current = PayloadEdit.objects.select_for_update().get(pk=edit.pk)
+    current = PayloadEdit.objects.select_for_update(of=("self",)).get(pk=edit.pk)
     if current.status != PayloadEditStatus.PENDING:
         raise ActionRefused(f"This edit is {current.get_status_display().lower()} already.")
     return current

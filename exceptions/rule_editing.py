@@ -246,7 +246,7 @@ def save_rule(
 
 def _locked_rules() -> list[RoutingRule]:
     return list(
-        RoutingRule.objects.select_for_update()
+        RoutingRule.objects.select_for_update(of=("self",))
         .select_related("queue", "connection")
         .order_by("position", "id")
     )
@@ -280,7 +280,7 @@ def update_rule(rule: RoutingRule, spec: RuleSpec, *, actor: User | None) -> dic
     """Change a rule's name, queue, conditions or state; returns what changed ({}: nothing)."""
     spec = validate(spec, instance=rule)
     rule = (
-        RoutingRule.objects.select_for_update()
+        RoutingRule.objects.select_for_update(of=("self",))
         .select_related("queue", "connection")
         .get(pk=rule.pk)
     )
@@ -291,7 +291,7 @@ def update_rule(rule: RoutingRule, spec: RuleSpec, *, actor: User | None) -> dic
 def set_enabled(rule: RoutingRule, enabled: bool, *, actor: User | None) -> bool:
     """Enable or disable a rule; False when it already was."""
     rule = (
-        RoutingRule.objects.select_for_update()
+        RoutingRule.objects.select_for_update(of=("self",))
         .select_related("queue", "connection")
         .get(pk=rule.pk)
     )

@@ -47,7 +47,7 @@ def open_exception(
     print_ = fingerprint(result.code, failure.entity_type, failure.entity_ref, *key)
     now = timezone.now()
     existing = (
-        IntegrationException.objects.select_for_update()
+        IntegrationException.objects.select_for_update(of=("self",))
         .filter(fingerprint=print_)
         .exclude(status=ExceptionStatus.RESOLVED)
         .first()

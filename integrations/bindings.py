@@ -78,7 +78,7 @@ def bind_many(
     with transaction.atomic():
         current = {
             b.canonical_key: b
-            for b in ExternalBinding.objects.select_for_update().filter(
+            for b in ExternalBinding.objects.select_for_update(of=("self",)).filter(
                 connection=connection, entity_type=entity_type, canonical_key__in=list(pairs)
             )
         }

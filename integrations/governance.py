@@ -56,7 +56,7 @@ def record_writes(
     with transaction.atomic():
         ledgers = {
             ledger.external_id: ledger
-            for ledger in WriteLedger.objects.select_for_update().filter(
+            for ledger in WriteLedger.objects.select_for_update(of=("self",)).filter(
                 connection=connection, entity_type=entity_type, external_id__in=list(hashes)
             )
         }

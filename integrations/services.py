@@ -202,7 +202,7 @@ def _requeue(
 ) -> bool:
     """Put a failed run back in the queue with the steps `again` selects pending; audited."""
     with transaction.atomic():
-        run = SyncRun.objects.select_for_update().get(pk=run.pk)
+        run = SyncRun.objects.select_for_update(of=("self",)).get(pk=run.pk)
         if run.status != RunStatus.FAILED:
             return False
         run.steps.filter(again).update(status=StepStatus.PENDING)
@@ -229,7 +229,7 @@ def resume_runs(
     failed, are left alone. Returns the ids of the runs resumed."""
     with transaction.atomic():
         runs = list(
-            SyncRun.objects.select_for_update(skip_locked=True)
+            SyncRun.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk__in=list(run_ids), status=RunStatus.FAILED)
             .only("pk", "workflow", "correlation_id", "source_connection_id")
             .order_by("pk")
@@ -278,7 +278,7 @@ def correct_input(
     path: new value}) are laid over the source record when the run reads it again (see
     integrations.corrections). Returns False when the run is not failed."""
     with transaction.atomic():
-        run = SyncRun.objects.select_for_update().get(pk=run.pk)
+        run = SyncRun.objects.select_for_update(of=("self",)).get(pk=run.pk)
         if run.status != RunStatus.FAILED:
             return False
         corrections.store(run, payload, changes)

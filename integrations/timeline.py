@@ -55,7 +55,7 @@ def meet_many(business_keys: list[str], milestone: str) -> None:
     """`meet` for several transactions at once (a batch of runs), in two queries."""
     with transaction.atomic():
         met = list(
-            Expectation.objects.select_for_update().filter(
+            Expectation.objects.select_for_update(of=("self",)).filter(
                 business_key__in=business_keys, milestone=milestone, met_at__isnull=True
             )
         )

@@ -269,7 +269,7 @@ def test_it_bulk_retries_the_rate_limited_calls_after_a_vendor_outage(
     status.filter(has_text="Finished").wait_for()
     assert page.locator("[data-bulk=done]").inner_text() == "3"
     assert page.locator("[data-bulk=succeeded]").inner_text() == "3"
-    assert page.get_by_text("Nothing so far.").is_visible()
+    assert page.get_by_text("Nothing: every exception was done.").is_visible()
 
     assert all(e.status == ExceptionStatus.RESOLVED for e in failed.all())
     # The outage was one incident (Kantata rate-limited), resolved with its last exception.
