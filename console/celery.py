@@ -4,7 +4,10 @@ import os
 
 from celery import Celery
 
+from console import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+broker.register()  # the embedded broker writes each message whole (see console.broker)
 
 app = Celery("throughline")
 app.config_from_object("django.conf:settings", namespace="CELERY")
