@@ -242,6 +242,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exceptions.check_sla",
         "schedule": env.float("SLA_CHECK_INTERVAL_SECONDS", default=300.0),
     },
+    # KPI rollups against the raw records of the last two days; a difference is logged and
+    # those days are rebuilt (dashboards.rollups)
+    "kpi-rollups-verify": {
+        "task": "dashboards.verify_rollups",
+        "schedule": env.float("ROLLUP_VERIFY_INTERVAL_SECONDS", default=21600.0),
+    },
 }
 
 # -- Throughline -----------------------------------------------------------------------------
@@ -279,6 +285,24 @@ RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=600)
 #: runs a poll hands to one worker task: the batch's steps use the vendors' bulk APIs
 #: (Kantata creates at most 100 workspaces per call, Salesforce updates 200 records)
 RUN_BATCH_SIZE = env.int("RUN_BATCH_SIZE", default=50)
+
+#: One cache shared by web, worker and beat (connector health: worker status and API budgets
+#: that beat tasks refresh): a folder in var/ by default, Redis with CACHE_URL=redis://...
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
+#: Connector health (dashboards.health): thresholds of the verdicts, see README
+CONNECTOR_HEALTH = {
+    "p95_warning_ms": env.float("HEALTH_P95_WARNING_MS", default=2000.0),
+    "headroom_warning": env.float("HEALTH_HEADROOM_WARNING", default=0.10),
+    "error_rate_red": env.float("HEALTH_ERROR_RATE_RED", default=0.50),
+}
+CELERY_BEAT_SCHEDULE |= {
+    "health-worker-status": {"task": "dashboards.refresh_worker_status", "schedule": 30.0},
+    "health-api-budgets": {"task": "dashboards.refresh_api_budgets", "schedule": 300.0},
+}
+#: /metrics (Prometheus) answers without a login only to these addresses (CIDR allowed; the
+#: peer address, never X-Forwarded-For) or to `Authorization: Bearer <METRICS_TOKEN>`
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 #: Incident alerts: e-mail through Django's backend (the console backend prints them in
 #: development; set EMAIL_BACKEND/EMAIL_HOST/... for SMTP), webhooks with this timeout, links

@@ -6,6 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from dashboards import health_api, health_views
 from integrations import webhooks as integrations_webhooks
 
 from . import views
@@ -13,6 +14,7 @@ from . import views
 api_v1 = [
     path("", include("integrations.api.urls")),
     path("", include("exceptions.api.urls")),
+    path("health/", health_api.HealthView.as_view(), name="api-health"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -26,6 +28,7 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", health_views.metrics, name="metrics"),
     path(
         "webhooks/salesforce/<int:connection_id>/",
         integrations_webhooks.salesforce,

@@ -9,6 +9,8 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from .choices import TeamKind
+
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
@@ -18,6 +20,8 @@ def home(request: HttpRequest) -> HttpResponse:
     Queue = apps.get_model("exceptions", "Queue")
     SyncRun = apps.get_model("integrations", "SyncRun")
     team_ids = list(request.user.memberships.values_list("team_id", flat=True))
+    # IT starts at connector health (the dashboards app's page, linked by URL name)
+    it_member = request.user.memberships.filter(team__kind=TeamKind.IT).exists()
     open_filter = ~Q(exceptions__status="resolved")
     queues = (
         Queue.objects.select_related("team")
@@ -44,6 +48,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "my_open": my_open,
             "recent_runs": runs,
             "run_counts": run_counts,
+            "it_member": it_member,
         },
     )
 

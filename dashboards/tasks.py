@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from typing import Any
 
 from celery import shared_task
+from django.utils import timezone
 
 from .models import MilestoneFact
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="dashboards.record_milestone")
@@ -21,3 +26,22 @@ def record_milestone(event: dict[str, Any]) -> bool:
         },
     )
     return created
+
+
+@shared_task(name="dashboards.verify_rollups")
+def verify_rollups(days: int = 2) -> int:
+    """Compare the KPI rollups of the last `days` days with the raw records; on a difference,
+    log it and rebuild those days. Returns the number of rows that differed."""
+    from . import rollups
+
+    since = timezone.now() - dt.timedelta(days=days)
+    found = rollups.check(since)
+    if found:
+        logger.error(
+            "%d KPI rollup rows differ from the raw records since %s (first: %s); rebuilding",
+            len(found),
+            rollups.start_of_day(since),
+            found[0],
+        )
+        rollups.rebuild(since)
+    return len(found)
