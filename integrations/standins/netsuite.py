@@ -4248,12 +4248,25 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
             )
         return JSONResponse({"results": results})
 
-    def post_records(rtype: str, records: list[Any]) -> tuple[list[dict[str, Any]], bool]:
-        """The script's loop: look each externalId up in the index, validate and save the
-        new ones; an error stays with its record. Runs under the state lock."""
+    class UsageExhausted(Exception):
+        """The script ran out of usage units before this record's save."""
+
+    def run_script(
+        records: list[Any], write: Callable[..., dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The script's loop, shared by both actions: each record must be an object with an
+        externalId; `write(item, external, now, spend)` handles one and answers its result
+        (calling `spend()` right before a save, which stops the loop at the usage budget);
+        an error stays with its record. Runs under the state lock."""
         now = iso(utcnow())
-        limit = state.restlet_usage_limit
-        usage = RESTLET_LOOKUP_UNITS
+        usage = [RESTLET_LOOKUP_UNITS]
+
+        def spend() -> None:
+            limit = state.restlet_usage_limit
+            if limit and usage[0] + RESTLET_SAVE_UNITS > limit:
+                raise UsageExhausted
+            usage[0] += RESTLET_SAVE_UNITS
+
         results: list[dict[str, Any]] = []
         for item in records:
             external = item.get("externalId") if isinstance(item, dict) else None
@@ -4269,78 +4282,51 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
                     }
                 )
                 continue
-            existing = state.by_external_id(rtype, external)
-            if existing is not None:
-                results.append({"externalId": external, "id": existing["id"], "status": "exists"})
-                continue
-            if limit and usage + RESTLET_SAVE_UNITS > limit:
-                return results, True
             try:
-                record = APPLY[rtype](state, item, None, replace=frozenset())
+                results.append({"externalId": external, **write(item, external, now, spend)})
+            except UsageExhausted:
+                return results, True
             except NsError as exc:
                 results.append(
                     {"externalId": external, "status": "error", "error": script_error(exc)}
                 )
-                continue
-            numbered(rtype, record)
-            save(rtype, record, now)
-            usage += RESTLET_SAVE_UNITS
-            results.append({"externalId": external, "id": record["id"], "status": "created"})
         return results, False
 
+    def post_records(rtype: str, records: list[Any]) -> tuple[list[dict[str, Any]], bool]:
+        """Create: a record whose externalId exists answers "exists" (first write wins)."""
+
+        def create(item: dict[str, Any], external: str, now: str, spend: Any) -> dict[str, Any]:
+            existing = state.by_external_id(rtype, external)
+            if existing is not None:
+                return {"id": existing["id"], "status": "exists"}
+            record = APPLY[rtype](state, item, None, replace=frozenset())
+            spend()
+            numbered(rtype, record)
+            save(rtype, record, now)
+            return {"id": record["id"], "status": "created"}
+
+        return run_script(records, create)
+
     def upsert_records(rtype: str, records: list[Any]) -> tuple[list[dict[str, Any]], bool]:
-        """The script's upsert loop: look each externalId up in the index; a new one is
-        created and an existing one updated through the same validation as the record
-        service's `PUT .../eid:<externalId>` (an update ADDS sublist lines without an id, as
-        there). A record the body leaves as it was is not saved ("unchanged", no save units).
-        An error stays with its record. Runs under the state lock."""
-        now = iso(utcnow())
-        limit = state.restlet_usage_limit
-        usage = RESTLET_LOOKUP_UNITS
-        results: list[dict[str, Any]] = []
-        for item in records:
-            external = item.get("externalId") if isinstance(item, dict) else None
-            if not isinstance(item, dict) or not isinstance(external, str):
-                results.append(
-                    {
-                        "externalId": external if isinstance(external, str) else None,
-                        "status": "error",
-                        "error": {
-                            "code": "TL_BAD_RECORD",
-                            "message": "Each record is an object with an externalId.",
-                        },
-                    }
-                )
-                continue
+        """Upsert: a new externalId is created and an existing one updated through the same
+        validation as the record service's `PUT .../eid:<externalId>` (an update ADDS sublist
+        lines without an id, as there). A record the body leaves as it was is not saved
+        ("unchanged", no save units)."""
+
+        def upsert(item: dict[str, Any], external: str, now: str, spend: Any) -> dict[str, Any]:
             current = state.by_external_id(rtype, external)
-            try:
-                record = APPLY[rtype](state, item, current, replace=frozenset())
-                if current is not None and record == current:
-                    results.append(
-                        {"externalId": external, "id": current["id"], "status": "unchanged"}
-                    )
-                    continue
+            record = APPLY[rtype](state, item, current, replace=frozenset())
+            if current is not None and record == current:
+                return {"id": current["id"], "status": "unchanged"}
+            check_unique(rtype, record)
+            spend()
+            if current is None:
+                numbered(rtype, record)
                 check_unique(rtype, record)
-                if limit and usage + RESTLET_SAVE_UNITS > limit:
-                    return results, True
-                if current is None:
-                    numbered(rtype, record)
-                    check_unique(rtype, record)
-            except NsError as exc:
-                results.append(
-                    {"externalId": external, "status": "error", "error": script_error(exc)}
-                )
-                continue
             save(rtype, record, now, current)
-            usage += RESTLET_SAVE_UNITS
-            results.append(
-                {
-                    "externalId": external,
-                    "id": record["id"],
-                    "status": "created" if current is None else "updated",
-                }
-            )
-        return results, False
+            return {"id": record["id"], "status": "created" if current is None else "updated"}
+
+        return run_script(records, upsert)
 
     # -- control: payments and accounting periods -----------------------------------------
     async def control_input(request: Request) -> tuple[dict[str, Any], bool]:
