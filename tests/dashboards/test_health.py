@@ -118,9 +118,11 @@ def test_percentiles_error_rate_and_retries_over_known_calls() -> None:
 
 
 @pytest.mark.django_db
-def test_sqlite_percentiles_use_the_newest_calls_only(settings: Any) -> None:
-    if health.database_percentiles():
-        pytest.skip("PostgreSQL computes percentiles over every call of the window")
+def test_sampled_percentiles_use_the_newest_calls_only(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the path SQLite takes (PostgreSQL computes them over every call): forced on either
+    monkeypatch.setattr(health, "database_percentiles", lambda: False)
     settings.CONNECTOR_HEALTH = {"percentile_sample": 3}
     conn = make_connection(Vendor.KANTATA)
     calls(conn, *({"latency_ms": float(ms), "ago": 600 - ms} for ms in (1, 2, 3, 400, 500, 600)))
