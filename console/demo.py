@@ -22,6 +22,7 @@ from integrations import bindings, purchase_orders
 from integrations.choices import AuthKind, BillingModel, ErpDocument, Region, SystemKind, Vendor
 from integrations.connectors.keys import generate_key_pair
 from integrations.models import Connection, ErpRoute, LegalEntity, ProjectTemplate
+from reporting.demo import seed_extracts
 
 DEMO_PASSWORD = "throughline-demo"
 
@@ -299,6 +300,7 @@ def seed(
     for user_id, email, key in SUBCONTRACTOR_PEOPLE:
         subcontractor = purchase_orders.subcontractor_key(key, f"person:{email}")
         bindings.bind(kantata, purchase_orders.SUBCONTRACTOR, subcontractor, user_id)
+    seed_extracts()  # one daily CSV extract per dataset for the data warehouse
     return DemoResult(
         users=users, connections=[salesforce.name, netsuite.name, legacy.name, kantata.name]
     )

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "integrations",
     "exceptions",
     "dashboards",
+    "reporting",
 ]
 
 MIDDLEWARE = [
@@ -298,11 +299,21 @@ CONNECTOR_HEALTH = {
 CELERY_BEAT_SCHEDULE |= {
     "health-worker-status": {"task": "dashboards.refresh_worker_status", "schedule": 30.0},
     "health-api-budgets": {"task": "dashboards.refresh_api_budgets", "schedule": 300.0},
+    # KPI and queue thresholds: open, raise and recover MetricAlerts (dashboards.thresholds)
+    "kpi-thresholds-evaluate": {
+        "task": "dashboards.evaluate_thresholds",
+        "schedule": env.float("THRESHOLD_EVALUATE_INTERVAL_SECONDS", default=60.0),
+    },
 }
 #: /metrics (Prometheus) answers without a login only to these addresses (CIDR allowed; the
 #: peer address, never X-Forwarded-For) or to `Authorization: Bearer <METRICS_TOKEN>`
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+#: Reporting extracts (reporting.extracts): every extract writes into a folder under this root;
+#: rows changed in the last EXTRACTS_SETTLE_SECONDS wait for the next run (a transaction still
+#: committing may hold an older change time)
+EXTRACTS_ROOT = Path(env.str("EXTRACTS_ROOT", default=str(VAR_DIR / "extracts")))
+EXTRACTS_SETTLE_SECONDS = env.int("EXTRACTS_SETTLE_SECONDS", default=5)
 
 #: Incident alerts: e-mail through Django's backend (the console backend prints them in
 #: development; set EMAIL_BACKEND/EMAIL_HOST/... for SMTP), webhooks with this timeout, links

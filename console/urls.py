@@ -37,6 +37,7 @@ urlpatterns = [
     path("", include("integrations.urls")),
     path("exceptions/", include("exceptions.urls")),
     path("", include("dashboards.urls")),
+    path("", include("reporting.urls")),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]

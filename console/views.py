@@ -8,8 +8,13 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.module_loading import import_string
 
 from .choices import TeamKind
+
+#: the team sections of the home page (finance by legal entity, PMO by region, team KPIs),
+#: built by the dashboards app and looked up by name, like the business models above
+TEAM_SECTIONS = "dashboards.team_home.team_sections"
 
 
 @login_required
@@ -49,6 +54,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "recent_runs": runs,
             "run_counts": run_counts,
             "it_member": it_member,
+            **import_string(TEAM_SECTIONS)(request.user),
         },
     )
 

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from .models import KpiRollup, MilestoneFact
+from .models import KpiRollup, KpiThreshold, MetricAlert, MilestoneFact
 
 
 @admin.register(MilestoneFact)
@@ -34,6 +34,60 @@ class KpiRollupAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kpi", "grain", "legal_entity_code", "region"]
     date_hierarchy = "bucket"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(KpiThreshold)
+class KpiThresholdAdmin(admin.ModelAdmin):
+    """Thresholds are edited here or through /api/v1/kpi-thresholds/: superusers and admins
+    of the owning team only, audited with before and after (dashboards.thresholds)."""
+
+    list_display = ["__str__", "kpi", "queue", "measure", "warning", "breach", "team", "enabled"]
+    list_filter = ["enabled", "team", "measure"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        from .thresholds import can_manage
+
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or can_manage(request.user, obj.team))
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        from .thresholds import can_manage
+
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or can_manage(request.user, obj.team))
+
+    def save_model(self, request, obj, form, change) -> None:
+        from .thresholds import save_threshold, snapshot
+
+        before = snapshot(KpiThreshold.objects.get(pk=obj.pk)) if change else None
+        save_threshold(obj, request.user, before)
+
+    def delete_model(self, request, obj) -> None:
+        from .thresholds import delete_threshold
+
+        delete_threshold(obj, request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(MetricAlert)
+class MetricAlertAdmin(admin.ModelAdmin):
+    """Alert history: written by dashboards.thresholds only, never deleted."""
+
+    list_display = ["__str__", "state", "worst", "team", "opened_at", "recovered_at", "notified_at"]
+    list_filter = ["state", "kpi", "team"]
+    date_hierarchy = "opened_at"
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

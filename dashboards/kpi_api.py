@@ -267,6 +267,35 @@ def _describe(kpi: kpis.Kpi, request: Request, filters: Filters) -> dict[str, An
     }
 
 
+def series_payload(kpi: kpis.Kpi, result: kpi_queries.Series, user: Any) -> dict[str, Any]:
+    """A series as the API answers it (amounts masked for users without finance rights);
+    the KPI pages embed the same for their charts."""
+    masked = kpi.is_money and not kpi_queries.can_see_money(user)
+    data = {
+        "key": kpi.key,
+        "name": kpi.name,
+        "unit": kpi.unit,
+        "grain": result.grain,
+        "start": result.start,
+        "end": result.end,
+        "filters": result.filters.as_dict(),
+        "masked": masked,
+        "points": [
+            {
+                "bucket": p.bucket,
+                "currency": p.currency,
+                "count": p.count,
+                "value": None if masked else p.value,
+                "minimum": None if masked else p.minimum,
+                "maximum": None if masked else p.maximum,
+                "status": p.status,
+            }
+            for p in result.points
+        ],
+    }
+    return SeriesSerializer(data).data
+
+
 # -- views ----------------------------------------------------------------------------------
 
 
@@ -318,30 +347,7 @@ class KpiSeriesView(APIView):
             )
         except QueryError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
-        masked = kpi.is_money and not kpi_queries.can_see_money(request.user)
-        data = {
-            "key": kpi.key,
-            "name": kpi.name,
-            "unit": kpi.unit,
-            "grain": result.grain,
-            "start": result.start,
-            "end": result.end,
-            "filters": result.filters.as_dict(),
-            "masked": masked,
-            "points": [
-                {
-                    "bucket": p.bucket,
-                    "currency": p.currency,
-                    "count": p.count,
-                    "value": None if masked else p.value,
-                    "minimum": None if masked else p.minimum,
-                    "maximum": None if masked else p.maximum,
-                    "status": p.status,
-                }
-                for p in result.points
-            ],
-        }
-        response = Response(SeriesSerializer(data).data)
+        response = Response(series_payload(kpi, result, request.user))
         if getattr(request, "accepted_renderer", None) is not None and (
             request.accepted_renderer.format == "csv"
         ):

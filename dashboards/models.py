@@ -88,3 +88,147 @@ class KpiRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kpi} {self.grain} {self.bucket:%Y-%m-%d %H:%M} x{self.count}"
+
+
+class KpiThreshold(models.Model):
+    """A team's own warning and breach boundaries, overriding a KPI's default thresholds (or
+    watching a queue's active or SLA-breached count), evaluated every minute by
+    dashboards.thresholds: crossing one opens a MetricAlert and tells the owning team.
+
+    Either a KPI (`kpi`, optionally narrowed to a legal entity, region or connection) or a
+    queue (`queue` with `measure` active|breached) is watched, never both."""
+
+    class Measure(models.TextChoices):
+        VALUE = "value", "KPI value"
+        ACTIVE = "active", "Active exceptions"
+        BREACHED = "breached", "Exceptions past their SLA"
+
+    class Direction(models.TextChoices):
+        DEFAULT = "", "The KPI's own"
+        LOWER = "lower", "Lower is better"
+        HIGHER = "higher", "Higher is better"
+
+    #: a dashboards.kpis key ("" for a queue threshold)
+    kpi = models.CharField(max_length=40, blank=True, db_index=True)
+    queue = models.ForeignKey(
+        "exceptions.Queue",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="thresholds",
+    )
+    measure = models.CharField(max_length=10, choices=Measure.choices, default=Measure.VALUE)
+    legal_entity_code = models.CharField(max_length=20, blank=True)
+    region = models.CharField(max_length=10, blank=True)
+    connection = models.ForeignKey(
+        "integrations.Connection",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="kpi_thresholds",
+    )
+    #: boundaries in the KPI's display unit (a number of exceptions for a queue)
+    warning = models.DecimalField(max_digits=18, decimal_places=4)
+    breach = models.DecimalField(max_digits=18, decimal_places=4)
+    #: which way is good; required for KPIs without a direction (counts), queues: lower
+    direction = models.CharField(
+        max_length=6, choices=Direction.choices, blank=True, default=Direction.DEFAULT
+    )
+    team = models.ForeignKey(
+        "console.Team", on_delete=models.PROTECT, related_name="kpi_thresholds"
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kpi", "queue_id", "measure", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.subject} ({self.team_id and self.team})"
+
+    @property
+    def subject(self) -> str:
+        """What is watched, in words ("billing_exception_rate for DE01", "queue Finance:
+        active")."""
+        if self.queue_id:
+            return f"queue {self.queue}: {self.get_measure_display().lower()}"
+        scope = self.scope_words
+        return f"{self.kpi}{' for ' + scope if scope else ''}"
+
+    @property
+    def scope_words(self) -> str:
+        parts = [
+            f"legal entity {self.legal_entity_code}" if self.legal_entity_code else "",
+            f"region {self.region}" if self.region else "",
+            f"connection {self.connection}" if self.connection_id else "",
+        ]
+        return ", ".join(p for p in parts if p)
+
+    def clean(self) -> None:
+        from .thresholds import check_threshold
+
+        check_threshold(self)
+
+
+class MetricAlert(models.Model):
+    """One crossing of a KpiThreshold: opened once when the value leaves ok, raised to breach
+    at most once, recovered (recovered_at) when the value is ok again. Never deleted: the
+    watched subject is copied here, so the history outlives the threshold."""
+
+    class AlertState(models.TextChoices):
+        WARNING = "warning", "Warning"
+        BREACH = "breach", "Breach"
+        RECOVERED = "recovered", "Recovered"
+
+    threshold = models.ForeignKey(
+        KpiThreshold, on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"
+    )
+    kpi = models.CharField(max_length=40, blank=True, db_index=True)
+    queue = models.ForeignKey(
+        "exceptions.Queue",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="metric_alerts",
+    )
+    measure = models.CharField(max_length=10, choices=KpiThreshold.Measure.choices)
+    #: the scope the KPI was narrowed to ({"legal_entity": ..., "region": ..., "connection": ...})
+    scope = models.JSONField(default=dict, blank=True)
+    team = models.ForeignKey(
+        "console.Team",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="metric_alerts",
+    )
+    state = models.CharField(max_length=10, choices=AlertState.choices, db_index=True)
+    #: the worst state reached while open (warning or breach)
+    worst = models.CharField(max_length=10, choices=AlertState.choices)
+    #: the latest value seen (at recovery: the value that was ok again)
+    value = models.DecimalField(max_digits=24, decimal_places=4)
+    #: the value that opened the alert
+    opened_value = models.DecimalField(max_digits=24, decimal_places=4)
+    warning = models.DecimalField(max_digits=18, decimal_places=4)
+    breach = models.DecimalField(max_digits=18, decimal_places=4)
+    opened_at = models.DateTimeField(db_index=True)
+    recovered_at = models.DateTimeField(null=True, blank=True)
+    #: when the last notice (opened, breach, recovered) went out to at least one channel
+    notified_at = models.DateTimeField(null=True, blank=True)
+    #: one entry per notice and target: {"event", "channel", "target", "ok", "error", "at"}
+    channel_results = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-pk"]
+        constraints = [
+            # one open alert per threshold: "once per breach", whatever the races
+            models.UniqueConstraint(
+                fields=["threshold"],
+                condition=models.Q(recovered_at__isnull=True),
+                name="metric_alert_one_open_per_threshold",
+            )
+        ]
+
+    def __str__(self) -> str:
+        what = f"queue {self.queue_id} {self.measure}" if self.queue_id else self.kpi
+        return f"{what}: {self.state} at {self.value}"

@@ -45,3 +45,12 @@ def verify_rollups(days: int = 2) -> int:
         )
         rollups.rebuild(since)
     return len(found)
+
+
+@shared_task(name="dashboards.evaluate_thresholds", ignore_result=True)
+def evaluate_thresholds() -> int:
+    """Read every KPI and queue threshold; open, raise or recover their alerts (each notice
+    once, see dashboards.thresholds). Returns how many alerts changed."""
+    from . import thresholds
+
+    return len(thresholds.evaluate())

@@ -245,6 +245,23 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+def send_each(
+    pairs: list[tuple[str, str]], subject: str, text: str, fields: dict[str, Any]
+) -> list[tuple[str, str, str]]:
+    """Send one message to each (channel, target); never raises. Returns (channel, target,
+    error) per target, error "" when it went (other apps' alerts, e.g. dashboards.thresholds,
+    send through this)."""
+    results = []
+    for channel, target in pairs:
+        try:
+            _send(channel, target, subject, text, fields)
+        except Exception as error:
+            results.append((channel, target, describe_error(error)))
+        else:
+            results.append((channel, target, ""))
+    return results
+
+
 def deliver(alert_id: int) -> bool:
     """Send one recorded alert (unless it went already); record the outcome on it. Never
     raises: a failure is kept in `Alert.error` for people and for the retry."""

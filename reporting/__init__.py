@@ -1,0 +1,1 @@
+"""Reporting: scheduled, incremental extracts of the canonical records for a data warehouse."""
