@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.apps import apps
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.module_loading import import_string
@@ -15,6 +15,9 @@ from .choices import TeamKind
 #: the team sections of the home page (finance by legal entity, PMO by region, team KPIs),
 #: built by the dashboards app and looked up by name, like the business models above
 TEAM_SECTIONS = "dashboards.team_home.team_sections"
+#: one grouped count of each queue's active work (not a join of every exception ever raised)
+QUEUE_COUNTS = "exceptions.queue_counts.with_counts"
+ACTIVE_STATUSES = "exceptions.choices.ACTIVE_STATUSES"
 
 
 @login_required
@@ -27,18 +30,14 @@ def home(request: HttpRequest) -> HttpResponse:
     team_ids = list(request.user.memberships.values_list("team_id", flat=True))
     # IT starts at connector health (the dashboards app's page, linked by URL name)
     it_member = request.user.memberships.filter(team__kind=TeamKind.IT).exists()
-    open_filter = ~Q(exceptions__status="resolved")
-    queues = (
-        Queue.objects.select_related("team")
-        .annotate(open_count=Count("exceptions", filter=open_filter))
-        .order_by("name")
-    )
+    queues = import_string(QUEUE_COUNTS)(Queue.objects.select_related("team").order_by("name"))
+    for queue in queues:
+        queue.open_count = queue.active_count  # the work waiting: open, in progress, retrying
     mine = [q for q in queues if q.team_id in team_ids]
     others = [q for q in queues if q.team_id not in team_ids]
     Exc = apps.get_model("exceptions", "IntegrationException")
     my_open = (
-        Exc.objects.filter(queue__team_id__in=team_ids)
-        .exclude(status="resolved")
+        Exc.objects.filter(queue__team_id__in=team_ids, status__in=import_string(ACTIVE_STATUSES))
         .select_related("queue", "run")
         .order_by("-last_seen")[:20]
     )

@@ -83,6 +83,16 @@ def test_home_lists_my_queues_then_others(finance_user: User) -> None:
     assert finance_queue.get_absolute_url() in body
 
 
+def test_home_counts_only_the_work_waiting(finance_user: User) -> None:
+    finance_queue = make_queue(make_team(TeamKind.FINANCE))
+    waiting = make_exception(finance_queue, title="Invoice blocked for UK01")
+    make_exception(finance_queue, status="ignored", title="Ignored for good")
+    make_exception(finance_queue, status="resolved", title="Fixed yesterday")
+    response = signed_in(finance_user).get(reverse("home"))
+    assert response.context["my_queues"][0].open_count == 1
+    assert [e.pk for e in response.context["my_open"]] == [waiting.pk]
+
+
 def test_home_empty_states() -> None:
     response = signed_in(make_user("newcomer")).get(reverse("home"))
     body = response.content.decode()
