@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gc
 import html
 import json
 import random
 import re
-import statistics
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -47,6 +45,7 @@ from django.utils import timezone
 
 from console.choices import Role, TeamKind
 from console.models import Membership, Team, User
+from integrations.benchmarks.measure import timed as _timed
 from integrations.choices import AuthKind, SystemKind, Vendor
 from integrations.models import Connection, SyncRun
 
@@ -59,8 +58,6 @@ RATIO_MAX = 2.0
 BATCH = 10_000
 RUNS = 5_000
 DAYS = 90
-WARMUP = 5
-ROUNDS = 3
 
 E = ExceptionCode
 #: (slug, name, team kind, share of all exceptions, {code: weight}, {legal entity: weight})
@@ -160,12 +157,6 @@ QUEUE_LIST_URL = "/exceptions/"
 QUEUES_API_URL = "/api/v1/queues/"
 #: the bulk retry's queue: IT retries after a vendor outage
 BULK_QUEUE = "it-integration"
-
-
-def p95(values: list[float]) -> float:
-    if len(values) < 2:
-        return values[0] if values else 0.0
-    return statistics.quantiles(values, n=20, method="inclusive")[18]
 
 
 def run(
@@ -440,34 +431,6 @@ def _analyze() -> None:
 
 
 # -- the measures -------------------------------------------------------------------------
-
-
-def _timed(client: Client, urls: dict[str, tuple[str, dict[str, str]]], samples: int) -> dict:
-    """The p95 (the median of ROUNDS rounds' p95s, as the other figures of this machine are
-    medians of 3 runs) and the median ms of each URL. Within a round the requests are
-    interleaved, so a burst of background work falls on every figure alike."""
-    for _ in range(WARMUP):
-        for url, headers in urls.values():
-            client.get(url, **headers)
-    round_p95s: dict[str, list[float]] = {name: [] for name in urls}
-    every: dict[str, list[float]] = {name: [] for name in urls}
-    for _ in range(ROUNDS):
-        gc.collect()
-        times: dict[str, list[float]] = {name: [] for name in urls}
-        for _ in range(samples):
-            for name, (url, headers) in urls.items():
-                t0 = time.perf_counter()
-                response = client.get(url, **headers)
-                times[name].append((time.perf_counter() - t0) * 1000)
-                if response.status_code != 200:
-                    raise RuntimeError(f"GET {url} answered {response.status_code}")
-        for name, values in times.items():
-            round_p95s[name].append(p95(values))
-            every[name] += values
-    return {
-        name: {"p95": statistics.median(round_p95s[name]), "median": statistics.median(every[name])}
-        for name in urls
-    }
 
 
 def _queries(client: Client, url: str, **headers: str) -> int:

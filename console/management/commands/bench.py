@@ -9,12 +9,17 @@ from django.core.management.base import BaseCommand, CommandError
 BENCHES = {
     "workflows": "integrations.benchmarks.workflows",
     "exceptions": "exceptions.benchmarks",
+    "dashboards": "dashboards.benchmarks",
 }
 #: the options each bench takes (all at least 1)
 OPTIONS = {
     "workflows": ("deals", "entries", "noop"),
     "exceptions": ("small", "large", "samples", "deep_page"),
+    "dashboards": ("small", "large", "samples"),
 }
+#: the sizes (exceptions; recorded events for dashboards) and samples when not given
+EXCEPTIONS_DEFAULTS = {"small": 10_000, "large": 1_000_000, "samples": 50}
+DASHBOARDS_DEFAULTS = {"small": 100_000, "large": 10_000_000, "samples": 30}
 
 
 class Command(BaseCommand):
@@ -25,9 +30,15 @@ class Command(BaseCommand):
         parser.add_argument("--deals", type=int, default=200)
         parser.add_argument("--entries", type=int, default=20000)
         parser.add_argument("--noop", type=int, default=3000)
-        parser.add_argument("--small", type=int, default=10_000, help="exceptions: first size")
-        parser.add_argument("--large", type=int, default=1_000_000, help="exceptions: second")
-        parser.add_argument("--samples", type=int, default=50, help="exceptions: requests")
+        parser.add_argument(
+            "--small", type=int, help="first size (exceptions: 10,000; dashboards: 100,000)"
+        )
+        parser.add_argument(
+            "--large", type=int, help="second size (exceptions: 1,000,000; dashboards: 10,000,000)"
+        )
+        parser.add_argument(
+            "--samples", type=int, help="requests per round (exceptions: 50; dashboards: 30)"
+        )
         parser.add_argument("--deep-page", type=int, default=200, help="exceptions: page no.")
         parser.add_argument(
             "--bulk", type=int, default=10_000, help="exceptions: bulk retry size (0 skips it)"
@@ -35,11 +46,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, name: str, **options):
         module = importlib.import_module(BENCHES[name])
+        defaults = DASHBOARDS_DEFAULTS if name == "dashboards" else EXCEPTIONS_DEFAULTS
+        for key, value in defaults.items():
+            if options.get(key) is None:
+                options[key] = value
         chosen = {key: options[key] for key in OPTIONS[name]}
         if min(chosen.values()) < 1:
             names = ", ".join("--" + key.replace("_", "-") for key in chosen)
             raise CommandError(f"{names} must be at least 1")
-        if name == "exceptions" and chosen["large"] <= chosen["small"]:
+        if name in ("exceptions", "dashboards") and chosen["large"] <= chosen["small"]:
             raise CommandError("--large must be more than --small")
         if name == "exceptions":
             if options["bulk"] < 0:

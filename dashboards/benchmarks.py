@@ -1,0 +1,389 @@
+"""`manage.py bench dashboards`: the KPI overview and the connector-health page, at 100,000
+and at 10,000,000 recorded events, in one run.
+
+In a fresh database on the configured server, the bench loads `small` recorded events, the
+records the two pages read, spread over 90 days and the bench's connections; measures; tops
+up to `large` events; measures again. The events are:
+
+* API calls (integrations.ApiCall, 85 in 100 events): what the connector-health page reads.
+  Their start times are spread evenly over the 90 days, so the last 15 minutes hold the share
+  of a steady traffic (1 in 8,640 calls); a few per cent failed (timeouts, 503, 429) or were
+  refused (400), latencies from 80 ms up with a long tail, Salesforce's calls with their
+  `Sforce-Limit-Info` headroom.
+* exceptions (exceptions.IntegrationException, one in ten: the exceptions bench's own data,
+  exceptions.benchmarks) and completed billing milestones (dashboards.MilestoneFact, one in
+  twenty), with their KPI rollups (`exceptions_opened`, `milestones_completed`, hourly and
+  daily). On PostgreSQL the rollup rows of the loaded facts are summed with one INSERT ...
+  SELECT per KPI and grain, added to the stored rows as the incremental path adds; on SQLite
+  (the CI-sized run) `dashboards.rollups.rebuild` writes them. At the small size the bench
+  checks the stored rollups against a rebuild from the raw records (`dashboards.rollups.check`):
+  they must agree.
+
+Each figure is a p95 (integrations.benchmarks.measure.timed: the median of three rounds of
+`samples` requests, after warm-up, the two pages interleaved) as a signed-in superuser of
+GET /dashboards/kpis/ (the default 30-day period) and GET /dashboards/health/ (the default
+15-minute window). It also counts each page's SQL queries (the same at both sizes) and asks
+the planner whether the health page's call queries read the whole calls table.
+Targets: each large figure at most 2x its small figure. Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import random
+import time
+from typing import Any
+
+from django.db import DatabaseError, connection
+from django.db.models import Model
+from django.test import Client
+from django.test.utils import CaptureQueriesContext, override_settings
+from django.utils import timezone
+
+from console.models import User
+from exceptions import benchmarks as exception_bench
+from exceptions.models import IntegrationException
+from integrations.benchmarks.measure import timed
+from integrations.choices import Vendor
+from integrations.models import ApiCall
+
+from . import rollups
+from .models import KpiRollup, MilestoneFact
+
+RATIO_MAX = 2.0
+DAYS = 90
+#: one event in EXCEPTION_EVERY is an exception, one in MILESTONE_EVERY a completed
+#: milestone, the others are API calls
+EXCEPTION_EVERY = 10
+MILESTONE_EVERY = 20
+BATCH = 10_000
+KPI_URL = "/dashboards/kpis/"
+HEALTH_URL = "/dashboards/health/"
+OPERATIONS = ("get_record", "query", "create_record", "update_record")
+
+
+def run(
+    *, small: int = 100_000, large: int = 10_000_000, samples: int = 30, out: Any = None
+) -> dict[str, Any]:
+    """The whole bench in a fresh database of its own (created and dropped here)."""
+    from integrations.benchmarks.workers import isolated_database
+
+    say = out.write if out is not None else print
+    test_settings = connection.settings_dict.setdefault("TEST", {})
+    old_name = test_settings.get("NAME")
+    if connection.vendor == "sqlite":
+        base = str(connection.settings_dict["NAME"])
+        test_settings["NAME"] = base.replace(".sqlite3", "") + "-bench-dashboards.sqlite3"
+    else:
+        test_settings["NAME"] = f"{connection.settings_dict['NAME']}_bench_dashboards"
+    try:
+        with isolated_database():
+            return measure(small=small, large=large, samples=samples, say=say)
+    finally:
+        test_settings["NAME"] = old_name
+
+
+def measure(*, small: int, large: int, samples: int, say: Any = print) -> dict[str, Any]:
+    """Load, measure, top up, measure again (in the current database)."""
+    with override_settings(DEBUG=False, ALLOWED_HOSTS=["testserver"]):
+        world = exception_bench._world()
+        world["admin"], _ = User.objects.get_or_create(
+            username="bench-dashboards-admin",
+            defaults={"is_superuser": True, "is_staff": True},
+        )
+        rng = random.Random(5)  # noqa: S311  (bench data, the same every run)
+        figures: dict[str, dict[str, Any]] = {}
+        loaded = 0
+        for label, size in (("small", small), ("large", large)):
+            t0 = time.perf_counter()
+            exceptions = size // EXCEPTION_EVERY - loaded // EXCEPTION_EVERY
+            milestones = size // MILESTONE_EVERY - loaded // MILESTONE_EVERY
+            calls = (size - loaded) - exceptions - milestones
+            _load_calls(world, calls, rng)
+            after = (_last_id(IntegrationException), _last_id(MilestoneFact))
+            exception_bench._insert(world, exceptions, rng)
+            _load_milestones(world, milestones, rng)
+            _roll_up(*after)
+            loaded = size
+            _analyze()
+            load_s = time.perf_counter() - t0
+            say(
+                f"{size:,} events recorded ({ApiCall.objects.count():,} API calls, "
+                f"{IntegrationException.objects.count():,} exceptions, "
+                f"{MilestoneFact.objects.count():,} milestones, "
+                f"{KpiRollup.objects.count():,} rollup rows; {load_s:.1f} s to load)\n"
+            )
+            figures[label] = {"events": size, "load_s": round(load_s, 1)}
+            if label == "small":
+                figures[label]["rollups_agree_with_rebuild"] = not rollups.check()
+            figures[label] |= _measure_size(world, samples, say)
+    ratios = {
+        name: round(
+            figures["large"][f"{name}_p95_ms"] / max(figures["small"][f"{name}_p95_ms"], 0.001), 2
+        )
+        for name in ("kpi", "health")
+    }
+    met = {f"{name}_ratio": ratio <= RATIO_MAX for name, ratio in ratios.items()}
+    met["same_queries_at_both_sizes"] = figures["small"]["queries"] == figures["large"]["queries"]
+    met["rollups_agree_with_rebuild"] = figures["small"]["rollups_agree_with_rebuild"]
+    met["no_full_table_scan"] = not figures["large"]["full_table_scan"]
+    for name, ratio in ratios.items():
+        say(f"{name}: {ratio}x from {small:,} to {large:,} events (target at most {RATIO_MAX}x)\n")
+    return {
+        "bench": "dashboards",
+        "database": connection.vendor,
+        "samples": samples,
+        "small": figures["small"],
+        "large": figures["large"],
+        "ratios": ratios,
+        "targets": {"kpi_ratio_max": RATIO_MAX, "health_ratio_max": RATIO_MAX},
+        "met": met,
+    }
+
+
+# -- the data -----------------------------------------------------------------------------
+
+
+def _load_calls(world: dict[str, Any], count: int, rng: random.Random) -> None:
+    """`count` API calls spread over the bench's connections and the last 90 days."""
+    if count <= 0:
+        return
+    connections = sorted(c.pk for c in world["connections"].values())
+    salesforce = world["connections"][Vendor.SALESFORCE].pk
+    if connection.vendor == "postgresql":
+        _generate_calls(connections, salesforce, count, rng)
+        return
+    now: dt.datetime = world["now"]
+    batch: list[ApiCall] = []
+    for _ in range(count):
+        conn = rng.choice(connections)
+        roll = rng.random()
+        status, kind = (200, "")
+        if roll < 0.01:
+            status, kind = (503, "transient")
+        elif roll < 0.015:
+            status, kind = (429, "rate_limited")
+        elif roll < 0.03:
+            status, kind = (400, "validation")
+        used = rng.randint(1_000, 90_000)
+        batch.append(
+            ApiCall(
+                connection_id=conn,
+                operation=rng.choice(OPERATIONS),
+                method="GET",
+                path="/bench",
+                status_code=status,
+                latency_ms=80 + rng.expovariate(1 / 150),
+                attempts=2 if kind else 1,
+                error_kind=kind,
+                rate_limit={"Sforce-Limit-Info": f"api-usage={used}/100000"}
+                if conn == salesforce
+                else {},
+                started_at=now - dt.timedelta(seconds=rng.uniform(0, DAYS * 86400)),
+            )
+        )
+        if len(batch) >= BATCH:
+            ApiCall.objects.bulk_create(batch)
+            batch = []
+    if batch:
+        ApiCall.objects.bulk_create(batch)
+
+
+def _generate_calls(
+    connections: list[int], salesforce: int, count: int, rng: random.Random
+) -> None:
+    """PostgreSQL: the same distribution generated by the server (generate_series), in
+    slices of a million rows: no row goes through Python."""
+    table = connection.ops.quote_name(ApiCall._meta.db_table)
+    ids = "(ARRAY[" + ", ".join(str(int(pk)) for pk in connections) + "])"
+    ops = "(ARRAY[" + ", ".join(f"'{op}'" for op in OPERATIONS) + "])"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setseed(%s)", [rng.random() * 2 - 1])
+        for start in range(0, count, 1_000_000):
+            n = min(1_000_000, count - start)
+            # only integers and fixed literals are formatted in
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (connection_id, operation, method, path, status_code,
+                    latency_ms, attempts, idempotency_key, error_kind, error_message,
+                    rate_limit, started_at, batch_key, runs_served)
+                SELECT c, {ops}[1 + floor(random() * 4)::int], 'GET', '/bench',
+                    CASE WHEN r < 0.01 THEN 503 WHEN r < 0.015 THEN 429
+                         WHEN r < 0.03 THEN 400 ELSE 200 END,
+                    80 - 150 * ln(1 - random()),
+                    CASE WHEN r < 0.03 THEN 2 ELSE 1 END, '',
+                    CASE WHEN r < 0.01 THEN 'transient' WHEN r < 0.015 THEN 'rate_limited'
+                         WHEN r < 0.03 THEN 'validation' ELSE '' END, '',
+                    CASE WHEN c = {int(salesforce)} THEN jsonb_build_object(
+                        'Sforce-Limit-Info',
+                        'api-usage=' || (1000 + floor(random() * 89000))::int || '/100000')
+                    ELSE '{{}}'::jsonb END,
+                    now() - random() * interval '{DAYS} days', '', 1
+                FROM (
+                    SELECT {ids}[1 + floor(random() * {len(connections)})::int] AS c,
+                           random() AS r
+                    FROM generate_series(1, %s)
+                ) AS g
+                """,  # noqa: S608
+                [n],
+            )
+
+
+def _load_milestones(world: dict[str, Any], count: int, rng: random.Random) -> None:
+    """`count` completed billing milestones of the PSA connection over the last 90 days
+    (without a deal: no legal entity or region, as the analytics store records a milestone
+    whose deal it does not know)."""
+    if count <= 0:
+        return
+    table = connection.ops.quote_name(MilestoneFact._meta.db_table)
+    psa = world["connections"][Vendor.KANTATA].pk
+    first = _last_id(MilestoneFact) + 1
+    sql = f"INSERT INTO {table} (psa_connection_id, story_id, workspace_id, deal_key, recorded_at) "
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT setseed(%s)", [rng.random() * 2 - 1])
+            cursor.execute(
+                sql  # noqa: S608  (the table and a constant: the values are params)
+                + "SELECT %s, 'BENCH-' || g, 'BENCH', '', "
+                + f"now() - random() * interval '{DAYS} days' FROM generate_series(%s, %s) AS g",
+                [psa, first, first + count - 1],
+            )
+            return
+        now: dt.datetime = world["now"]
+        cursor.executemany(
+            sql + "VALUES (%s, %s, 'BENCH', '', %s)",
+            [
+                (
+                    psa,
+                    f"BENCH-{n}",
+                    connection.ops.adapt_datetimefield_value(
+                        now - dt.timedelta(seconds=rng.uniform(0, DAYS * 86400))
+                    ),
+                )
+                for n in range(first, first + count)
+            ],
+        )
+
+
+def _last_id(model: type[Model]) -> int:
+    return model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+#: (KPI, table, time column, legal entity, region, connection) of the loaded facts: the same
+#: rows dashboards.observations (exception_opened, milestone) and rollups.aggregate give
+ROLLED_UP = (
+    (
+        "exceptions_opened",
+        IntegrationException,
+        "first_seen",
+        "coalesce(legal_entity_code, '')",
+        "coalesce(region, '')",
+        "coalesce(connection_id, 0)",
+    ),
+    ("milestones_completed", MilestoneFact, "recorded_at", "''", "''", "psa_connection_id"),
+)
+
+
+def _roll_up(after_exception: int, after_milestone: int) -> None:
+    """The rollups of the exceptions and milestones loaded after these ids: one INSERT ...
+    SELECT per KPI and grain, added to the stored rows as the incremental path adds."""
+    if connection.vendor != "postgresql":
+        rollups.rebuild()
+        return
+    q = connection.ops.quote_name
+    table = q(KpiRollup._meta.db_table)
+    after = {IntegrationException: after_exception, MilestoneFact: after_milestone}
+    with connection.cursor() as cursor:
+        for (kpi, model, at, entity, region, conn), grain in itertools.product(
+            ROLLED_UP, rollups.GRAINS
+        ):
+            # only fixed identifiers and expressions are formatted in: the values are params
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (kpi, grain, bucket, legal_entity_code, region,
+                    connection_id, currency, count, total, minimum, maximum)
+                SELECT %s, %s,
+                    date_trunc(%s, {at} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+                    {entity}, {region}, {conn}, '', count(*), count(*), 1, 1
+                FROM {q(model._meta.db_table)} WHERE id > %s
+                GROUP BY 3, 4, 5, 6
+                ON CONFLICT (kpi, grain, bucket, legal_entity_code, region, connection_id,
+                    currency)
+                DO UPDATE SET count = {table}.count + excluded.count,
+                    total = {table}.total + excluded.total,
+                    minimum = LEAST({table}.minimum, excluded.minimum),
+                    maximum = GREATEST({table}.maximum, excluded.maximum)
+                """,  # noqa: S608
+                [kpi, grain, grain, after[model]],
+            )
+
+
+def _analyze() -> None:
+    tables = [ApiCall, IntegrationException, MilestoneFact, KpiRollup]
+    with connection.cursor() as cursor:
+        for model in tables:
+            table = connection.ops.quote_name(model._meta.db_table)
+            if connection.vendor == "postgresql" and not connection.in_atomic_block:
+                cursor.execute(f"VACUUM ANALYZE {table}")
+            else:
+                cursor.execute(f"ANALYZE {table}")
+        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+            with contextlib.suppress(DatabaseError):
+                cursor.execute("CHECKPOINT")
+
+
+# -- the measures -------------------------------------------------------------------------
+
+
+def _queries(client: Client, url: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        client.get(url)
+    return len(captured)
+
+
+def _full_scan(client: Client) -> bool:
+    """Does any query of the health page read the whole calls table?"""
+    if connection.vendor != "postgresql":
+        return False
+    table = ApiCall._meta.db_table
+    with CaptureQueriesContext(connection) as captured:
+        client.get(HEALTH_URL)
+    with connection.cursor() as cursor:
+        for query in captured.captured_queries:
+            sql = query["sql"]
+            if table not in sql or not sql.lstrip().upper().startswith("SELECT"):
+                continue
+            cursor.execute("EXPLAIN " + sql)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            if f"Seq Scan on {table}" in plan:
+                return True
+    return False
+
+
+def _measure_size(world: dict[str, Any], samples: int, say: Any) -> dict[str, Any]:
+    client = Client()
+    client.force_login(world["admin"])
+    window_start = timezone.now() - dt.timedelta(minutes=15)
+    found: dict[str, Any] = {
+        "api_calls": ApiCall.objects.count(),
+        "api_calls_last_15_min": ApiCall.objects.filter(started_at__gte=window_start).count(),
+        "exceptions": IntegrationException.objects.count(),
+        "milestones": MilestoneFact.objects.count(),
+        "rollup_rows": KpiRollup.objects.count(),
+    }
+    result = timed(client, {"kpi": (KPI_URL, {}), "health": (HEALTH_URL, {})}, samples)
+    found |= {
+        "kpi_p95_ms": round(result["kpi"]["p95"], 2),
+        "health_p95_ms": round(result["health"]["p95"], 2),
+        "median_ms": {name: round(t["median"], 2) for name, t in result.items()},
+        "queries": {"kpi": _queries(client, KPI_URL), "health": _queries(client, HEALTH_URL)},
+        "full_table_scan": _full_scan(client),
+    }
+    say(
+        f"  p95 ms: KPI overview {found['kpi_p95_ms']:.1f}, connector health "
+        f"{found['health_p95_ms']:.1f} ({found['api_calls_last_15_min']:,} calls in the last "
+        f"15 minutes)\n"
+    )
+    return found
