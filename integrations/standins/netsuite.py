@@ -1503,11 +1503,30 @@ def _string(body: dict[str, Any], key: str, max_len: int, *, path: str | None = 
     return value
 
 
-def _bool(body: dict[str, Any], key: str) -> bool:
+def _bool(body: dict[str, Any], key: str, path: str | None = None) -> bool:
     value = body[key]
     if not isinstance(value, bool):
-        raise _bad(key, f"Invalid value for field {key}: expected true or false.")
+        raise _bad(path or key, f"Invalid value for field {key}: expected true or false.")
     return value
+
+
+def _line_customer_and_flags(
+    state: NetSuiteState,
+    line: dict[str, Any],
+    target: dict[str, Any],
+    base: str,
+    flags: tuple[str, ...],
+) -> None:
+    """A sublist line's project (`customer`: a customer or job, or null) and true/false flags."""
+    if "customer" in line:
+        target["customer"] = (
+            None
+            if line["customer"] is None
+            else _customer_or_project(state, line, "customer", path=f"{base}.customer")
+        )
+    for flag in flags:
+        if flag in line:
+            target[flag] = _bool(line, flag, f"{base}.{flag}")
 
 
 def _reference(
@@ -2315,19 +2334,7 @@ def _expense_line(
         target["currency"] = _reference(
             state, line, "currency", "currency", path=f"{base}.currency"
         )
-    if "customer" in line:
-        target["customer"] = (
-            None
-            if line["customer"] is None
-            else _customer_or_project(state, line, "customer", path=f"{base}.customer")
-        )
-    for key in ("isBillable", "receipt"):
-        if key in line:
-            if not isinstance(line[key], bool):
-                raise _bad(
-                    f"{base}.{key}", f"Invalid value for field {key}: expected true or false."
-                )
-            target[key] = line[key]
+    _line_customer_and_flags(state, line, target, base, ("isBillable", "receipt"))
     if "memo" in line:
         target["memo"] = _text(line, "memo", 4000, f"{base}.memo")
     if not target.get("amount"):
@@ -2609,18 +2616,7 @@ def _vendor_bill_line(
         )
     if "memo" in line:
         target["memo"] = _text(line, "memo", 4000, f"{base}.memo")
-    if "customer" in line:
-        target["customer"] = (
-            None
-            if line["customer"] is None
-            else _customer_or_project(state, line, "customer", path=f"{base}.customer")
-        )
-    if "isBillable" in line:
-        if not isinstance(line["isBillable"], bool):
-            raise _bad(
-                f"{base}.isBillable", "Invalid value for field isBillable: expected true or false."
-            )
-        target["isBillable"] = line["isBillable"]
+    _line_customer_and_flags(state, line, target, base, ("isBillable",))
     if not target.get("amount"):
         raise _bad(f"{base}.amount", "Please enter value(s) for: Amount")
     if target.get("isBillable") and not target.get("customer"):
@@ -2774,19 +2770,7 @@ def _purchase_order_line(
         target["amount"] = money_text(_amount(line["amount"], f"{base}.amount", "amount"))
     elif ("rate" in line or "quantity" in line) and (rate := to_decimal(target.get("rate"))):
         target["amount"] = money_text(quantity * rate)
-    if "customer" in line:
-        target["customer"] = (
-            None
-            if line["customer"] is None
-            else _customer_or_project(state, line, "customer", path=f"{base}.customer")
-        )
-    for flag in ("isBillable", "isClosed"):
-        if flag in line:
-            if not isinstance(line[flag], bool):
-                raise _bad(
-                    f"{base}.{flag}", f"Invalid value for field {flag}: expected true or false."
-                )
-            target[flag] = line[flag]
+    _line_customer_and_flags(state, line, target, base, ("isBillable", "isClosed"))
     if not target.get("item"):
         raise _bad(f"{base}.item", "Please enter value(s) for: Item")
     if to_decimal(target.get("amount")) is None:
