@@ -1680,14 +1680,7 @@ def apply_customer(
     _check_fields(body, CUSTOMER_FIELDS, "customer")
     record = dict(current or {})
     creating = current is None
-    if "externalId" in body:
-        value = body["externalId"]
-        if not isinstance(value, str) or not EXTERNAL_ID.fullmatch(value):
-            raise _bad(
-                "externalId",
-                "An external ID may contain only letters, numbers, underscore and hyphen.",
-            )
-        record["externalId"] = value
+    _external_id(body, record)
     if "companyName" in body:
         name = _string(body, "companyName", MAX_NAME)
         if not name.strip():
@@ -1751,14 +1744,7 @@ def apply_subsidiary(
     _check_fields(body, SUBSIDIARY_FIELDS, "subsidiary")
     record = dict(current or {})
     creating = current is None
-    if "externalId" in body:
-        value = body["externalId"]
-        if not isinstance(value, str) or not EXTERNAL_ID.fullmatch(value):
-            raise _bad(
-                "externalId",
-                "An external ID may contain only letters, numbers, underscore and hyphen.",
-            )
-        record["externalId"] = value
+    _external_id(body, record)
     for key in ("name", "legalName"):
         if key in body:
             value = _string(body, key, MAX_NAME)
