@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "console",
     "integrations",
     "exceptions",
+    "reconciliation",
     "dashboards",
     "reporting",
 ]

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from celery.schedules import crontab
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django_celery_beat.models import PeriodicTask
 
+from console.schedules import validate_schedule
+
 DEFAULT_SCHEDULE = "0 2 * * *"  # daily at 02:00 UTC
-
-
-def validate_schedule(value: str) -> None:
-    """Five crontab fields: minute hour day-of-month month day-of-week (UTC)."""
-    fields = value.split()
-    if len(fields) != 5:
-        raise ValidationError(
-            "Give five crontab fields: minute hour day-of-month month day-of-week, "
-            "for example '0 2 * * *' (daily at 02:00 UTC)."
-        )
-    try:
-        crontab(*fields)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError(f"Not a valid crontab schedule: {exc}") from exc
 
 
 def extracts_root() -> Path:

@@ -1,0 +1,159 @@
+"""A reconciliation run from start to finish: pull both sides into their snapshots (with the
+progress shown as it goes), classify set-wise, keep the summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from console import audit
+from integrations.telemetry import CallBuffer
+
+from . import catalogue, compare
+from .conversion import Converter
+from .models import Definition, Run, Side
+from .pulling import PullContext
+from .signals import run_finished
+from .snapshots import SnapshotSink
+
+logger = logging.getLogger(__name__)
+
+#: re-read a little before the watermark: a record changed in the same second is not lost
+OVERLAP = dt.timedelta(minutes=5)
+
+
+def request_run(
+    definition: Definition,
+    *,
+    full: bool = False,
+    trigger: str = "manual",
+    user: AbstractBaseUser | None = None,
+) -> Run:
+    """Queue a run (a worker executes it after this transaction commits)."""
+    from .tasks import run_reconciliation
+
+    mode = Run.Mode.FULL if full or _due_for_full(definition, trigger) else Run.Mode.INCREMENTAL
+    run = Run.objects.create(
+        definition=definition,
+        mode=mode,
+        trigger=trigger,
+        requested_by=user if user is not None and user.is_authenticated else None,
+        phase="queued",
+    )
+    audit.record(
+        "reconciliation.run_requested",
+        f"{mode} reconciliation run {run.pk} of {definition.name} requested ({trigger})",
+        actor=user,
+        obj=run,
+        definition=definition.name,
+        mode=mode,
+    )
+    transaction.on_commit(lambda: run_reconciliation.delay(run.pk))
+    return run
+
+
+def _due_for_full(definition: Definition, trigger: str) -> bool:
+    if definition.source_watermark is None or definition.target_watermark is None:
+        return True
+    if trigger != "schedule" or definition.full_pull_every <= 1:
+        return trigger == "schedule" and definition.full_pull_every <= 1
+    scheduled = Run.objects.filter(definition=definition, trigger="schedule").count()
+    return scheduled % definition.full_pull_every == 0
+
+
+def execute(run_id: int) -> Run:
+    """Pull, compare and summarise one run (idempotent: a redelivered run starts over)."""
+    run = Run.objects.select_related("definition__source", "definition__target").get(pk=run_id)
+    if run.status == Run.Status.DONE:
+        return run
+    definition = run.definition
+    comparison = catalogue.get(definition.kind)
+    _update(run, status=Run.Status.PULLING, started_at=timezone.now(), error="")
+    try:
+        converter = Converter(
+            definition.target if comparison.target_system == "erp" else definition.source
+        )
+        full = run.mode == Run.Mode.FULL
+        for side in (Side.SOURCE, Side.TARGET):
+            _pull_side(run, comparison, converter, side, full=full)
+        _update(run, status=Run.Status.COMPARING, phase="comparing both sides")
+        started = time.perf_counter()
+        outcome = compare.classify(run)
+        elapsed_ms = int((time.perf_counter() - started) * 1000)
+        _update(
+            run,
+            status=Run.Status.DONE,
+            phase="done",
+            finished_at=timezone.now(),
+            compare_ms=elapsed_ms,
+            matched=outcome.matched,
+            missing_in_target=outcome.missing_in_target,
+            missing_in_source=outcome.missing_in_source,
+            field_mismatch=outcome.field_mismatch,
+            duplicate=outcome.duplicate,
+            accepted=outcome.accepted,
+            at_risk=compare.at_risk(run),
+        )
+    except Exception as exc:
+        logger.exception("reconciliation run %s failed", run.pk)
+        _update(
+            run,
+            status=Run.Status.FAILED,
+            phase="failed",
+            finished_at=timezone.now(),
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        run_finished.send(sender=Run, run=run, error=exc)
+        raise
+    run_finished.send(sender=Run, run=run, error=None)
+    return run
+
+
+def _pull_side(
+    run: Run, comparison: catalogue.Comparison, converter: Converter, side: str, *, full: bool
+) -> None:
+    definition = run.definition
+    connection = definition.source if side == Side.SOURCE else definition.target
+    mark_field = f"{side}_watermark"
+    watermark = getattr(definition, mark_field)
+    since = None if full or watermark is None else watermark - OVERLAP
+    counter = f"{side}_pulled"
+    label = f"pulling {side} ({connection.name})"
+    _update(run, phase=f"{label}: 0 records", **{counter: 0})
+
+    def progress(pulled: int) -> None:
+        _update(run, phase=f"{label}: {pulled:,} records", **{counter: pulled})
+
+    sink = SnapshotSink(definition, side, run.pk, comparison, converter, on_progress=progress)
+    calls = CallBuffer()
+    context = PullContext(
+        definition=definition,
+        side=side,
+        connection=connection,
+        since=since,
+        emit=sink.add,
+        on_call=calls,
+    )
+    try:
+        newest = comparison.puller(side)(context)
+        sink.finish(full=since is None)
+    finally:
+        calls.flush()
+    progress(sink.pulled)
+    records = sink.records_now()
+    _update(run, **{f"{side}_records": records})
+    if newest is not None and (watermark is None or newest > watermark or since is None):
+        setattr(definition, mark_field, newest)
+        Definition.objects.filter(pk=definition.pk).update(**{mark_field: newest})
+
+
+def _update(run: Run, **fields: object) -> None:
+    """Save progress at once (outside any transaction: the page polling it sees it)."""
+    for name, value in fields.items():
+        setattr(run, name, value)
+    Run.objects.filter(pk=run.pk).update(**fields)
