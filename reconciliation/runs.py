@@ -34,9 +34,14 @@ def request_run(
     trigger: str = "manual",
     user: AbstractBaseUser | None = None,
 ) -> Run:
-    """Queue a run (a worker executes it after this transaction commits)."""
+    """Queue a run (a worker executes it after this transaction commits). While a run of the
+    definition is queued or working, that run is returned instead: two runs would pull into
+    the same snapshot at once."""
     from .tasks import run_reconciliation
 
+    active = _active_run(definition)
+    if active is not None:
+        return active
     mode = Run.Mode.FULL if full or _due_for_full(definition, trigger) else Run.Mode.INCREMENTAL
     run = Run.objects.create(
         definition=definition,
@@ -57,13 +62,32 @@ def request_run(
     return run
 
 
+#: a run queued or working for longer than this is taken for abandoned (its worker died)
+ABANDONED_AFTER = dt.timedelta(hours=2)
+ACTIVE = (Run.Status.QUEUED, Run.Status.PULLING, Run.Status.COMPARING)
+
+
+def _active_run(definition: Definition) -> Run | None:
+    cutoff = timezone.now() - ABANDONED_AFTER
+    runs = Run.objects.filter(definition=definition, status__in=ACTIVE)
+    runs.filter(created_at__lt=cutoff).update(
+        status=Run.Status.FAILED,
+        phase="abandoned",
+        error="abandoned: no worker finished it within 2 hours",
+        finished_at=timezone.now(),
+    )
+    return runs.filter(created_at__gte=cutoff).order_by("-created_at").first()
+
+
 def _due_for_full(definition: Definition, trigger: str) -> bool:
+    """A first run pulls everything; a scheduled run does every `full_pull_every`th time (only
+    a full pull sees records deleted in their system); other runs pull what changed."""
     if definition.source_watermark is None or definition.target_watermark is None:
         return True
-    if trigger != "schedule" or definition.full_pull_every <= 1:
-        return trigger == "schedule" and definition.full_pull_every <= 1
-    scheduled = Run.objects.filter(definition=definition, trigger="schedule").count()
-    return scheduled % definition.full_pull_every == 0
+    if trigger != "schedule" or not definition.full_pull_every:
+        return False
+    earlier = Run.objects.filter(definition=definition, trigger="schedule").count()
+    return earlier % definition.full_pull_every == 0
 
 
 def execute(run_id: int) -> Run:

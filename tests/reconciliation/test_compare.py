@@ -187,8 +187,18 @@ def test_at_risk_is_summed_per_legal_entity(definition: Definition) -> None:
     source = [invoice("m1", "10.00"), invoice("u1", "5.00", legal_entity="US01", currency="USD")]
     run, _ = run_with(definition, source, [])
     assert compare.at_risk(run) == [
-        {"legal_entity": "UK01", "currency": "GBP", "amount_minor": 1000, "differences": 1,
-         "missing": 1},
-        {"legal_entity": "US01", "currency": "USD", "amount_minor": 500, "differences": 1,
-         "missing": 1},
+        {
+            "legal_entity": "UK01",
+            "currency": "GBP",
+            "amount_minor": 1000,
+            "differences": 1,
+            "missing": 1,
+        },
+        {
+            "legal_entity": "US01",
+            "currency": "USD",
+            "amount_minor": 500,
+            "differences": 1,
+            "missing": 1,
+        },
     ]
