@@ -22,6 +22,7 @@ from integrations import bindings, purchase_orders
 from integrations.choices import AuthKind, BillingModel, ErpDocument, Region, SystemKind, Vendor
 from integrations.connectors.keys import generate_key_pair
 from integrations.models import Connection, ErpRoute, LegalEntity, ProjectTemplate
+from reconciliation.demo import seed_definitions
 from reporting.demo import seed_extracts
 
 DEMO_PASSWORD = "throughline-demo"
@@ -39,6 +40,8 @@ TEAMS = [
     ("pmo", "PMO", TeamKind.PMO, "pmo", Role.RESOLVER, ["PMO EMEA", "PMO Americas"]),
     ("sales-ops", "Sales Ops", TeamKind.SALES_OPS, "salesops", Role.RESOLVER, ["Sales Ops"]),
     ("it", "IT", TeamKind.IT, "it", Role.ADMIN, ["IT Integration"]),
+    # leadership reads the KPIs and the leadership view; it owns no queue
+    ("leadership", "Leadership", TeamKind.LEADERSHIP, "leadership", Role.ADMIN, []),
 ]
 
 #: per team kind: (SLA hours, escalate after hours past due, escalation e-mails, alert e-mails);
@@ -301,6 +304,7 @@ def seed(
         subcontractor = purchase_orders.subcontractor_key(key, f"person:{email}")
         bindings.bind(kantata, purchase_orders.SUBCONTRACTOR, subcontractor, user_id)
     seed_extracts()  # one daily CSV extract per dataset for the data warehouse
+    seed_definitions()  # one nightly reconciliation per comparison of the demo systems
     return DemoResult(
         users=users, connections=[salesforce.name, netsuite.name, legacy.name, kantata.name]
     )

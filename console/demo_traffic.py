@@ -1,8 +1,11 @@
 """The demo's traffic generator: business activity in all three domains, continuously, with a
 small share of realistic faults — deals closing (now and then with a missing project
-template), milestones completing, approved time and expenses arriving, amendments approved,
-subcontractors engaged, and the odd vendor hiccup (a 503
-from the ERP, a 429 from the PSA) that retries absorb or that lands with IT.
+template, or entered late with a CloseDate weeks back), milestones completing, approved time
+and expenses arriving, amendments approved, subcontractors engaged, customers paying invoices
+(in full or in part), finance closing last month's books in the ERP, the odd vendor
+hiccup (a 503 from the ERP, a 429 from the PSA) that retries absorb or that lands with IT, and
+now and then a person editing a record by hand in a vendor system (an invoice copied, a time
+bill deleted, a customer or project renamed) that only reconciliation notices.
 
 It acts only through the stand-ins' own control endpoints, like a person clicking in the
 vendors' systems; Throughline then picks the activity up through its normal paths (webhooks,
@@ -11,9 +14,11 @@ polling, change feeds). Project wiring like `console.demo`: it names every app.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import httpx
 from django.utils import timezone
@@ -54,7 +59,10 @@ def tick(rng: random.Random | None = None) -> Tick:
             ("expense", _submit_expense),
             ("amendment", _approve_amendment),
             ("subcontractor", _engage_subcontractor),
+            ("payment", _pay_invoice),
+            ("close", _close_month),
             ("fault", _inject_fault),
+            ("manual edit", _manual_edit),
         ):
             try:
                 result = action(client, urls, rng)
@@ -72,17 +80,21 @@ def _close_deal(client: httpx.Client, urls: dict[str, str], rng: random.Random) 
     entity = rng.choice(list(ACCOUNTS))
     template = "LEGACY-X" if rng.random() < 0.05 else rng.choice(["FIXED-3", "TM-STD"])
     amount = f"{rng.randrange(20, 400) * 500}.00"
-    answer = client.post(
-        f"{urls['salesforce']}/__standin__/salesforce/close-deal",
-        json={
-            "account_id": ACCOUNTS[entity],
-            "legal_entity": entity,
-            "template": template,
-            "amount": amount,
-        },
-    )
+    deal = {
+        "account_id": ACCOUNTS[entity],
+        "legal_entity": entity,
+        "template": template,
+        "amount": amount,
+        "planned_margin": rng.choice([25, 30, 35, 40]),
+    }
+    late = ""
+    if rng.random() < 0.15:  # entered late: its project started (and earns revenue) back then
+        closed_on = timezone.now().date() - dt.timedelta(days=rng.randrange(45, 120))
+        deal["close_date"] = closed_on.isoformat()
+        late = f", closed on {closed_on}"
+    answer = client.post(f"{urls['salesforce']}/__standin__/salesforce/close-deal", json=deal)
     answer.raise_for_status()
-    return f"deal {answer.json()['id']} closed ({entity}, {template}, {amount})"
+    return f"deal {answer.json()['id']} closed ({entity}, {template}, {amount}{late})"
 
 
 def _provisioned_workspaces() -> list[tuple[str, str]]:
@@ -154,6 +166,42 @@ def _inject_fault(client: httpx.Client, urls: dict[str, str], rng: random.Random
     return ""
 
 
+#: (stand-in, collection, what a person does to one of its records by hand)
+MANUAL_EDITS = (
+    ("netsuite", "customer", "rename"),
+    ("kantata", "workspaces", "rename"),
+    ("netsuite", "invoice", "copy"),
+    ("netsuite", "timebill", "delete"),
+)
+
+
+def _manual_edit(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
+    """Now and then someone changes a record by hand in a vendor system, behind
+    Throughline's back: the next reconciliation run finds it (a duplicate invoice, a time
+    bill missing in the ERP, a customer or project whose name no longer matches)."""
+    if rng.random() > 0.03:
+        return ""
+    vendor, collection, edit = rng.choice(MANUAL_EDITS)
+    base = f"{urls[vendor]}/__standin__/records/{collection}"
+    records = client.get(base).json()["records"]
+    if collection == "workspaces":  # only projects Throughline provisioned
+        records = [r for r in records if "[throughline " in str(r.get("description", ""))]
+    records = [r for r in records if r.get("externalId") or collection == "workspaces"]
+    if not records:
+        return ""
+    record = rng.choice(records)
+    rid = str(record["id"])
+    if edit == "copy":
+        client.post(f"{base}/{rid}/copy", json={}).raise_for_status()
+    elif edit == "delete":
+        client.delete(f"{base}/{rid}").raise_for_status()
+    else:
+        field_name = "title" if collection == "workspaces" else "companyName"
+        renamed = f"{record.get(field_name) or 'Record'} (edited)"
+        client.post(f"{base}/{rid}", json={field_name: renamed}).raise_for_status()
+    return f"manual edit: {edit} {vendor} {collection} {rid}"
+
+
 def _submit_expense(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
     """An approved expense; now and then one above the receipt threshold without a receipt."""
     workspaces = [(w, e) for w, e in _provisioned_workspaces() if e in STAFF]
@@ -217,6 +265,49 @@ def _engage_subcontractor(client: httpx.Client, urls: dict[str, str], rng: rando
         return ""
     created.raise_for_status()
     return f"subcontractor {SUBCONTRACTORS[entity]} engaged for {hours} h on story {story['id']}"
+
+
+def _pay_invoice(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
+    """Now and then a customer pays an open invoice in the ERP: mostly in full, sometimes
+    half of what remains (DSO moves when the payments sync reads it)."""
+    if rng.random() > 0.3:
+        return ""
+    invoices = client.get(f"{urls['netsuite']}/__standin__/records/invoice").json()["records"]
+    open_ones = [
+        i for i in invoices if Decimal(str(i.get("amountRemaining") or "0")) > 0 and i.get("id")
+    ]
+    if not open_ones:
+        return ""
+    invoice = min(open_ones, key=lambda i: str(i.get("tranDate") or ""))
+    remaining = Decimal(str(invoice["amountRemaining"]))
+    amount = remaining if rng.random() < 0.7 else (remaining / 2).quantize(Decimal("0.01"))
+    client.post(
+        f"{urls['netsuite']}/__standin__/netsuite/invoice/{invoice['id']}/pay",
+        json={"amount": str(amount)},
+    ).raise_for_status()
+    return f"invoice {invoice.get('tranId')} paid {amount} of {remaining}"
+
+
+def _close_month(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:
+    """Finance closes the books of the oldest month that ended and is still open (the ERP
+    then counts its revenue schedule lines as recognised)."""
+    if rng.random() > 0.05:
+        return ""
+    today = timezone.now().date()
+    periods = client.get(f"{urls['netsuite']}/__standin__/records/accountingperiod").json()
+    due = [
+        p
+        for p in periods["records"]
+        if not p.get("closed") and p.get("endDate") and p["endDate"] < today.isoformat()
+    ]
+    if not due:
+        return ""
+    period = min(due, key=lambda p: p["endDate"])
+    client.post(
+        f"{urls['netsuite']}/__standin__/netsuite/accounting-period/{period['id']}",
+        json={"closed": True},
+    ).raise_for_status()
+    return f"books of {period.get('periodName')} closed"
 
 
 def _approve_amendment(client: httpx.Client, urls: dict[str, str], rng: random.Random) -> str:

@@ -240,6 +240,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "integrations.sync_reference_data",
         "schedule": env.float("REFERENCE_DATA_INTERVAL_SECONDS", default=3600.0),
     },
+    # what the ERP recognised: revenue lines of the accounting periods it closed
+    "recognised-revenue": {
+        "task": "integrations.sync_all_recognised_revenue",
+        "schedule": env.float("RECOGNISED_REVENUE_INTERVAL_SECONDS", default=300.0),
+    },
     "exceptions-check-sla": {
         "task": "exceptions.check_sla",
         "schedule": env.float("SLA_CHECK_INTERVAL_SECONDS", default=300.0),
@@ -310,6 +315,16 @@ CELERY_BEAT_SCHEDULE |= {
 #: peer address, never X-Forwarded-For) or to `Authorization: Bearer <METRICS_TOKEN>`
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+#: The silent-failure audit (reconciliation.silent_audit): every source event received in the
+#: last SILENT_AUDIT_WINDOW_SECONDS ended applied or as an exception; events younger than
+#: SILENT_AUDIT_GRACE_SECONDS count as in flight. Runs every SILENT_AUDIT_INTERVAL_SECONDS.
+SILENT_AUDIT_INTERVAL_SECONDS = env.float("SILENT_AUDIT_INTERVAL_SECONDS", default=900.0)
+SILENT_AUDIT_WINDOW_SECONDS = env.int("SILENT_AUDIT_WINDOW_SECONDS", default=86400)
+SILENT_AUDIT_GRACE_SECONDS = env.int("SILENT_AUDIT_GRACE_SECONDS", default=900)
+CELERY_BEAT_SCHEDULE["silent-failure-audit"] = {
+    "task": "reconciliation.silent_failure_audit",
+    "schedule": SILENT_AUDIT_INTERVAL_SECONDS,
+}
 #: Reporting extracts (reporting.extracts): every extract writes into a folder under this root;
 #: rows changed in the last EXTRACTS_SETTLE_SECONDS wait for the next run (a transaction still
 #: committing may hold an older change time)

@@ -14,6 +14,8 @@ from . import views
 api_v1 = [
     path("", include("integrations.api.urls")),
     path("", include("exceptions.api.urls")),
+    path("", include("reconciliation.api.urls")),
+    path("", include("reconciliation.api_audit")),
     path("health/", health_api.HealthView.as_view(), name="api-health"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -38,6 +40,7 @@ urlpatterns = [
     path("exceptions/", include("exceptions.urls")),
     path("", include("dashboards.urls")),
     path("", include("reporting.urls")),
+    path("reconciliation/", include("reconciliation.urls")),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]

@@ -2,7 +2,15 @@
 
 from django.contrib import admin
 
-from .models import KpiRollup, KpiThreshold, MetricAlert, MilestoneFact
+from .models import (
+    EarnedRevenueFact,
+    InvoicePaymentFact,
+    KpiRollup,
+    KpiThreshold,
+    MetricAlert,
+    MilestoneFact,
+    ProjectMarginFact,
+)
 
 
 @admin.register(MilestoneFact)
@@ -15,6 +23,69 @@ class MilestoneFactAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class _FactAdmin(admin.ModelAdmin):
+    """Facts are what a vendor system said: written by their receivers only, never edited
+    (a rebuild of the rollups reads them)."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(InvoicePaymentFact)
+class InvoicePaymentFactAdmin(_FactAdmin):
+    list_display = [
+        "number",
+        "invoice_key",
+        "legal_entity_code",
+        "currency",
+        "total",
+        "amount_remaining",
+        "state",
+        "invoiced_at",
+        "seen_at",
+    ]
+    list_filter = ["state", "legal_entity_code", "currency"]
+    search_fields = ["invoice_key", "number", "erp_invoice_id"]
+
+
+@admin.register(EarnedRevenueFact)
+class EarnedRevenueFactAdmin(_FactAdmin):
+    list_display = [
+        "line_key",
+        "period_name",
+        "period_end",
+        "legal_entity_code",
+        "currency",
+        "amount",
+        "recorded_at",
+    ]
+    list_filter = ["legal_entity_code", "currency", "period_name"]
+    search_fields = ["line_key", "contract_key", "deal_key"]
+
+
+@admin.register(ProjectMarginFact)
+class ProjectMarginFactAdmin(_FactAdmin):
+    list_display = [
+        "deal_key",
+        "source",
+        "currency",
+        "planned_margin",
+        "billed",
+        "cost",
+        "unpriced",
+        "legal_entity_code",
+        "recorded_at",
+    ]
+    list_filter = ["legal_entity_code", "currency"]
+    search_fields = ["deal_key", "source"]
 
 
 @admin.register(KpiRollup)

@@ -15,9 +15,23 @@ up to `large` events; measures again. The events are:
   twenty), with their KPI rollups (`exceptions_opened`, `milestones_completed`, hourly and
   daily). On PostgreSQL the rollup rows of the loaded facts are summed with one INSERT ...
   SELECT per KPI and grain, added to the stored rows as the incremental path adds; on SQLite
-  (the CI-sized run) `dashboards.rollups.rebuild` writes them. At the small size the bench
-  checks the stored rollups against a rebuild from the raw records (`dashboards.rollups.check`):
-  they must agree.
+  (the CI-sized run) the facts' observations (dashboards.observations) are recorded through
+  the incremental path's upsert (dashboards.rollups.record_many). At the small size the bench
+  checks the stored rollups of these KPIs against a rebuild from the raw records
+  (`dashboards.rollups.check`): they must agree.
+
+Every other live KPI of the catalogue gets its *observations* in proportion to the events
+(`OBSERVED`): the runs and postings behind them — a billing run per completed milestone (one
+in 20 events: billing exception rate, invoice cycle time, time to invoice, billed, and the
+invoiced amount off the backlog), a deal handed off per five milestones (one in 100: quote-
+and closed-won-to-project, provisioning success, the deal's amount onto the backlog), a
+posting of time entries per 100 events; a KPI the bench does not know (one the catalogue
+made live later) one in 100. Their values follow each KPI's definition (a 0/1 rate around
+its good side, averages below its warning boundary, amounts in each legal entity's currency),
+over the same 90 days, six legal entities and their regions, and they are recorded through
+`dashboards.rollups.record_many`, the incremental path's upsert, so the overview reads the
+rollup rows of a realistic page: every live KPI with a figure, a trend line and its currencies.
+They stand for raw records the bench does not write, so the rebuild check leaves them out.
 
 Each figure is a p95 (integrations.benchmarks.measure.timed: the median of three rounds of
 `samples` requests, after warm-up, the two pages interleaved) as a signed-in superuser of
@@ -34,6 +48,7 @@ import datetime as dt
 import itertools
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import DatabaseError, connection
@@ -49,8 +64,9 @@ from integrations.benchmarks.measure import timed
 from integrations.choices import Vendor
 from integrations.models import ApiCall
 
-from . import rollups
+from . import kpis, observations, rollups
 from .models import KpiRollup, MilestoneFact
+from .observations import Dims, Observation
 
 RATIO_MAX = 2.0
 DAYS = 90
@@ -62,6 +78,26 @@ BATCH = 10_000
 KPI_URL = "/dashboards/kpis/"
 HEALTH_URL = "/dashboards/health/"
 OPERATIONS = ("get_record", "query", "create_record", "update_record")
+#: the KPIs the loaded raw facts feed (the rest of the live ones get observations)
+FROM_FACTS = ("exceptions_opened", "milestones_completed")
+CRM, PSA, ERP = Vendor.SALESFORCE, Vendor.KANTATA, Vendor.NETSUITE
+#: per KPI: one observation in `every` recorded events, and the connection it comes from
+OBSERVED: dict[str, tuple[int, str]] = {
+    "billing_exception_rate": (MILESTONE_EVERY, PSA),
+    "invoice_cycle_time": (MILESTONE_EVERY, PSA),
+    "time_to_invoice": (MILESTONE_EVERY, PSA),
+    "billed_amount": (MILESTONE_EVERY, PSA),
+    # an invoiced milestone off (PSA), or one in six a deal handed off onto it (CRM)
+    "backlog": (17, PSA),
+    "quote_to_project": (100, CRM),
+    "won_to_project": (100, CRM),
+    "provisioning_success_rate": (100, CRM),
+    "time_entry_latency": (100, PSA),
+}
+#: a live KPI the bench does not know yet: one observation in DEFAULT_EVERY events, from ERP
+DEFAULT_EVERY = 100
+#: where the observations are, and how often (the legal entities of the exceptions bench)
+ENTITY_WEIGHTS = {"US01": 4, "UK01": 3, "DE01": 1, "FR01": 1, "CA01": 1, "SG01": 1}
 
 
 def run(
@@ -95,7 +131,7 @@ def measure(*, small: int, large: int, samples: int, say: Any = print) -> dict[s
         )
         rng = random.Random(5)  # noqa: S311  (bench data, the same every run)
         figures: dict[str, dict[str, Any]] = {}
-        loaded = 0
+        loaded = observed = 0
         for label, size in (("small", small), ("large", large)):
             t0 = time.perf_counter()
             exceptions = size // EXCEPTION_EVERY - loaded // EXCEPTION_EVERY
@@ -106,18 +142,24 @@ def measure(*, small: int, large: int, samples: int, say: Any = print) -> dict[s
             exception_bench._insert(world, exceptions, rng)
             _load_milestones(world, milestones, rng)
             _roll_up(*after)
+            observed += _load_observations(world, loaded, size, rng)
             loaded = size
             _analyze()
             load_s = time.perf_counter() - t0
             say(
                 f"{size:,} events recorded ({ApiCall.objects.count():,} API calls, "
                 f"{IntegrationException.objects.count():,} exceptions, "
-                f"{MilestoneFact.objects.count():,} milestones, "
-                f"{KpiRollup.objects.count():,} rollup rows; {load_s:.1f} s to load)\n"
+                f"{MilestoneFact.objects.count():,} milestones; {observed:,} observations of "
+                f"{len(observed_kpis())} more KPIs; {KpiRollup.objects.count():,} rollup rows; "
+                f"{load_s:.1f} s to load)\n"
             )
-            figures[label] = {"events": size, "load_s": round(load_s, 1)}
+            figures[label] = {
+                "events": size,
+                "observations": observed,
+                "load_s": round(load_s, 1),
+            }
             if label == "small":
-                figures[label]["rollups_agree_with_rebuild"] = not rollups.check()
+                figures[label]["rollups_agree_with_rebuild"] = not facts_differences()
             figures[label] |= _measure_size(world, samples, say)
     ratios = {
         name: round(
@@ -135,6 +177,9 @@ def measure(*, small: int, large: int, samples: int, say: Any = print) -> dict[s
         "bench": "dashboards",
         "database": connection.vendor,
         "samples": samples,
+        "kpis_loaded": sorted(
+            set(KpiRollup.objects.order_by().values_list("kpi", flat=True).distinct())
+        ),
         "small": figures["small"],
         "large": figures["large"],
         "ratios": ratios,
@@ -290,7 +335,7 @@ def _roll_up(after_exception: int, after_milestone: int) -> None:
     """The rollups of the exceptions and milestones loaded after these ids: one INSERT ...
     SELECT per KPI and grain, added to the stored rows as the incremental path adds."""
     if connection.vendor != "postgresql":
-        rollups.rebuild()
+        _observe_facts(after_exception, after_milestone)
         return
     q = connection.ops.quote_name
     table = q(KpiRollup._meta.db_table)
@@ -318,6 +363,146 @@ def _roll_up(after_exception: int, after_milestone: int) -> None:
                 """,  # noqa: S608
                 [kpi, grain, grain, after[model]],
             )
+
+
+def _observe_facts(after_exception: int, after_milestone: int) -> None:
+    """The observations of the exceptions and milestones loaded after these ids, by the
+    functions of the incremental path (dashboards.observations), recorded with its upsert."""
+    exceptions = (
+        IntegrationException.objects.filter(pk__gt=after_exception)
+        .only("id", "first_seen", "legal_entity_code", "region", "connection")
+        .order_by("pk")
+    )
+    facts = MilestoneFact.objects.filter(pk__gt=after_milestone).order_by("pk")
+    rollups.record_many(
+        itertools.chain(
+            (observations.exception_opened(exc) for exc in exceptions.iterator(chunk_size=BATCH)),
+            # bench milestones have no deal: no legal entity or region (deal_dims of "" is {})
+            (observations.milestone(fact, {}) for fact in facts.iterator(chunk_size=BATCH)),
+        )
+    )
+
+
+def facts_differences() -> list[rollups.Difference]:
+    """Where the stored rollups of the KPIs the raw facts feed disagree with a rebuild from
+    the raw records (the observed KPIs have no raw records to rebuild from)."""
+    return [d for d in rollups.check() if d.key[0] in FROM_FACTS]
+
+
+# -- the other live KPIs: observations in proportion to the events ------------------------
+
+
+def observed_kpis() -> list[kpis.Kpi]:
+    """The live KPIs of the catalogue (as it is now) that the loaded facts do not feed."""
+    return [kpi for kpi in kpis.KPIS if kpi.live and kpi.key not in FROM_FACTS]
+
+
+def _good_share(kpi: kpis.Kpi) -> float:
+    """The share of 1s of a rate: on the good side of its warning boundary."""
+    if kpi.thresholds is None or kpi.direction == "none":
+        return 0.5
+    warning = float(kpi.thresholds.warning) / 100
+    return (1 + warning) / 2 if kpi.direction == "higher" else warning / 2
+
+
+def _typical(kpi: kpis.Kpi, rng: random.Random) -> int:
+    """A value of an average (or of an item's figure) in base units, on the good side of the
+    KPI's warning boundary: a duration below it (exponential), a figure one band beyond it
+    (normal), a variance without direction around 0."""
+    bounds = kpi.thresholds
+    warning = float(bounds.warning) if bounds is not None else 10.0
+    band = abs(warning - float(bounds.breach)) if bounds is not None else warning
+    if kpi.direction == "lower" and warning > 0:
+        return int(rng.expovariate(2 / (warning * kpi.scale)))
+    if kpi.direction == "none" or bounds is None:
+        return round(rng.gauss(0, band * kpi.scale / 2))
+    centre = warning + (band if kpi.direction == "higher" else -band)
+    return round(rng.gauss(centre * kpi.scale, band * kpi.scale))
+
+
+def _amount(kpi_scale: int, rng: random.Random, low: int = 1_000, high: int = 50_000) -> int:
+    return rng.randint(low, high) * kpi_scale
+
+
+def observed_values(kpi: kpis.Kpi, rng: random.Random) -> list[tuple[str, int, bool]]:
+    """What one event of the KPI adds, as its definition has it: (rollup key, value in base
+    units, a deal rather than the KPI's usual record) for each series it holds."""
+    if kpi.aggregation == "count":
+        return [(kpi.key, 1, False)]
+    if kpi.aggregation == "rate":
+        return [(kpi.key, int(rng.random() < _good_share(kpi)), False)]
+    if kpi.aggregation == "ratio":  # DSO: invoices raised (both parts), payments (the first)
+        parts = getattr(kpi, "parts", ())
+        if len(parts) != 2:
+            return []
+        amount = _amount(100, rng)
+        if rng.random() < 0.5:
+            return [(parts[0], amount, False), (parts[1], amount, False)]
+        return [(parts[0], -amount, False)]
+    if kpi.aggregation == "balance" and not getattr(kpi, "per_item", False):
+        if rng.random() < 1 / 6:  # a deal handed off onto the backlog
+            return [(kpi.key, _amount(kpi.scale, rng, 20_000, 200_000), True)]
+        return [(kpi.key, -_amount(kpi.scale, rng), False)]  # an invoice off it
+    if kpi.aggregation == "sum":
+        return [(kpi.key, _amount(kpi.scale, rng), False)]
+    return [(kpi.key, _typical(kpi, rng), False)]  # averages, and items' latest figures
+
+
+def rollup_keys(kpi: kpis.Kpi) -> tuple[str, ...]:
+    """The rollup series holding a KPI's observations (a ratio's parts, else its key)."""
+    return tuple(getattr(kpi, "rollup_keys", ())) or (kpi.key,)
+
+
+def _observations(
+    world: dict[str, Any], kpi: kpis.Kpi, count: int, rng: random.Random, *, seed: bool
+) -> Iterator[Observation]:
+    """`count` events of a KPI over the last 90 days; with `seed`, first one per legal entity
+    in the last 12 hours, so every tile has its figure and currencies at both sizes."""
+    now: dt.datetime = world["now"]
+    vendor = OBSERVED.get(kpi.key, (DEFAULT_EVERY, ERP))[1]
+    money = kpi.is_money or kpi.aggregation == "ratio"  # a ratio of amounts per currency
+    entities = list(ENTITY_WEIGHTS)
+    cumulative = list(itertools.accumulate(ENTITY_WEIGHTS.values()))
+    dims = {
+        (entity, deal): Dims(
+            legal_entity_code=entity,
+            region=exception_bench.REGIONS[entity],
+            connection_id=world["connections"][CRM if deal else vendor].pk,
+            currency=exception_bench.CURRENCIES[entity] if money else "",
+        )
+        for entity in entities
+        for deal in (False, True)
+    }
+    chosen = entities if seed else []
+    for n in range(len(chosen) + count):
+        if n < len(chosen):
+            entity, age = chosen[n], rng.uniform(0, 12 * 3600)
+        else:
+            entity = rng.choices(entities, cum_weights=cumulative)[0]
+            age = rng.uniform(0, DAYS * 86400)
+        at = now - dt.timedelta(seconds=age)
+        for key, value, deal in observed_values(kpi, rng):
+            yield Observation(key, at, value, dims[entity, deal])
+
+
+def _load_observations(world: dict[str, Any], loaded: int, size: int, rng: random.Random) -> int:
+    """Observations of every observed KPI for the events from `loaded` to `size`, recorded
+    with one upsert of their rollup rows (dashboards.rollups.record_many); returns how many
+    observations."""
+    counted = [0]
+
+    def counting(found: Iterator[Observation]) -> Iterator[Observation]:
+        for obs in found:
+            counted[0] += 1
+            yield obs
+
+    chunks: list[Iterator[Observation]] = []
+    for kpi in observed_kpis():
+        every = OBSERVED.get(kpi.key, (DEFAULT_EVERY, ERP))[0]
+        count = size // every - loaded // every
+        chunks.append(_observations(world, kpi, count, rng, seed=loaded == 0))
+    rollups.record_many(counting(itertools.chain.from_iterable(chunks)))
+    return counted[0]
 
 
 def _analyze() -> None:

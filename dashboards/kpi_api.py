@@ -120,7 +120,11 @@ class SeriesSerializer(serializers.Serializer):
 
 
 class RecordSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=["run", "exception", "posting_batch", "milestone_fact"])
+    kind = serializers.CharField(
+        help_text="the raw record: run, exception, posting_batch, milestone_fact, "
+        "invoice_payment_fact, earned_revenue_fact, project_margin_fact, extract_run, "
+        "reconciliation_run"
+    )
     id = serializers.IntegerField()
     at = serializers.DateTimeField(help_text="when it counts for the KPI")
     count = serializers.IntegerField(help_text="items it stands for (entries of a batch)")

@@ -26,12 +26,12 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET
 
 from console.choices import TeamKind
-from integrations.models import Connection
+from integrations.choices import Region
+from integrations.models import Connection, LegalEntity
 
-from . import kpi_queries, kpis
+from . import kpi_queries, kpis, threshold_views
 from .kpi_api import series_payload
 from .kpi_queries import Filters, QueryError
-from .models import KpiRollup
 from .rollups import DAY, HOUR
 
 #: period presets of the pages: key -> (days, label)
@@ -137,22 +137,9 @@ def figure(
     kpi: kpis.Kpi, start: dt.datetime, end: dt.datetime, filters: Filters
 ) -> tuple[int, Decimal | None, dict[str, Decimal | None], str]:
     """The KPI over [start, end) (a balance: as of `end`): observations, value, the value per
-    currency for money KPIs, and its status against the thresholds."""
-    if not kpi.live:
-        return 0, None, {}, "needs_data"
-    since = None if kpi.aggregation == "balance" else start
-    by_currency = kpi_queries.totals(kpi, since, end, filters)
-    count = sum(t.count for t in by_currency.values())
-    if kpi.is_money:
-        values = {cur: kpi.value(t.count, t.total) for cur, t in sorted(by_currency.items())}
-        value = next(iter(values.values())) if len(values) == 1 else None
-        status = kpi.status(value)
-        if value is None and len(values) > 1:  # amounts in several currencies: no one figure
-            status = kpis.UNRATED if kpi.thresholds is None else kpis.NO_DATA
-        return count, value, values, status
-    total = sum(t.total for t in by_currency.values())
-    value = kpi.value(count, total) if (count or kpi.aggregation == "count") else None
-    return count, value, {}, kpi.status(value)
+    currency for money KPIs and ratios, and its status against the thresholds: the same code
+    as the API and the leadership view (dashboards.kpi_queries.figure)."""
+    return kpi_queries.figure(kpi, start, end, filters)
 
 
 def sparkline(values: list[Decimal | None], width: int = 120, height: int = 28) -> str:
@@ -171,13 +158,12 @@ def sparkline(values: list[Decimal | None], width: int = 120, height: int = 28) 
 
 
 def _choices() -> dict[str, Any]:
-    """What the filters offer: the legal entities, regions and connections in the rollups."""
-    daily = KpiRollup.objects.filter(grain=DAY).order_by()
+    """What the filters offer: the legal entities and connections Throughline knows and the
+    regions (reference tables: a scan of the rollups for their distinct values grew with
+    the data)."""
     return {
-        "legal_entities": sorted(
-            set(daily.values_list("legal_entity_code", flat=True).distinct()) - {""}
-        ),
-        "regions": sorted(set(daily.values_list("region", flat=True).distinct()) - {""}),
+        "legal_entities": list(LegalEntity.objects.order_by("code").values_list("code", flat=True)),
+        "regions": [value for value, _label in Region.choices],
         "connections": list(Connection.objects.order_by("name").values("id", "name")),
         "periods": [(key, label) for key, (_, label) in PERIODS.items()],
     }
@@ -312,6 +298,8 @@ def kpi_detail(request: HttpRequest, key: str) -> HttpResponse:
         )
     else:
         context.update({"status": "needs_data", "status_label": STATUS_LABELS["needs_data"]})
+    # the teams' thresholds on it and its recent alerts (dashboards.threshold_views)
+    context.update(threshold_views.kpi_section(request, kpi))
     return render(request, "dashboards/kpi_detail.html", context)
 
 

@@ -9,6 +9,12 @@ dashboards.kpi_queries reads the rollups. A KPI whose inputs Throughline does no
 is defined here all the same and marked with what it `needs`: it shows no number rather than
 an invented one.
 
+Aggregations: `average` (total / count), `rate` (share of 1s), `sum`, `count`, `balance` (a
+running total from the first record; with `per_item`, a running average over items whose
+observations replace their previous one: total / count as of the end) and `ratio` (two
+rollup series, `parts`, combined when read: DSO = the first as a balance at the end of the
+period / the second summed over the period x the days in it; both in cents, per currency).
+
 Thresholds: `warning` and `breach` are boundaries in the display unit. For a KPI where lower
 is better, a value at or above `warning` is a warning and at or above `breach` a breach; where
 higher is better, at or below. Between them lies the warning band; the rest is ok.
@@ -21,7 +27,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 Direction = Literal["lower", "higher", "none"]
-Aggregation = Literal["average", "rate", "sum", "count", "balance"]
+Aggregation = Literal["average", "rate", "sum", "count", "balance", "ratio"]
 
 OK, WARNING, BREACH, NO_DATA = "ok", "warning", "breach", "no_data"
 #: a KPI without thresholds (a count, an amount): nothing to compare against
@@ -91,10 +97,21 @@ class Kpi:
     #: what "connection" means for this KPI
     connection_means: str = "the connection the work came from"
     tags: tuple[str, ...] = field(default=())
+    #: a balance of items (each observation of an item replaces its previous one): the
+    #: value is the average over the items, total / count, as of the end
+    per_item: bool = False
+    #: a ratio: the rollup keys of its numerator (read as a balance) and denominator (summed
+    #: over the period), both integers in cents
+    parts: tuple[str, ...] = field(default=())
 
     @property
     def live(self) -> bool:
         return not self.needs
+
+    @property
+    def rollup_keys(self) -> tuple[str, ...]:
+        """The KpiRollup.kpi values holding this KPI's observations."""
+        return self.parts or (self.key,)
 
     @property
     def is_money(self) -> bool:
@@ -104,6 +121,10 @@ class Kpi:
         """The figure in the display unit from a rollup's count and total (None: no data)."""
         if self.aggregation == "count":
             return Decimal(count)
+        if self.aggregation == "ratio":  # needs two series and the period: kpi_queries
+            return None
+        if self.aggregation == "balance" and self.per_item:
+            return self._round(Decimal(total) / count / self.scale) if count else None
         if self.aggregation in ("sum", "balance"):
             return self._round(Decimal(total) / self.scale)
         if not count:
@@ -119,6 +140,13 @@ class Kpi:
         if self.aggregation == "rate":
             return self._round(Decimal(base) * 100)
         return self._round(Decimal(base) / self.scale)
+
+    def ratio(self, numerator: int, denominator: int, days: Decimal) -> Decimal | None:
+        """A ratio KPI's figure: numerator / denominator x days (None: nothing in the
+        denominator)."""
+        if not denominator:
+            return None
+        return self._round(Decimal(numerator) / Decimal(denominator) * days / self.scale)
 
     def status(self, value: Decimal | None) -> str:
         if self.thresholds is None:
@@ -292,7 +320,7 @@ KPIS: tuple[Kpi, ...] = (
         owner="finance",
         computed_from=(
             "release-milestone-billing runs that succeeded: created to finished; counted "
-            "at the finish. Invoice-to-cash needs per-invoice payments (see DSO)."
+            "at the finish. Invoice-to-cash is in DSO."
         ),
     ),
     Kpi(
@@ -367,24 +395,121 @@ KPIS: tuple[Kpi, ...] = (
             "legal entity and region of the milestone's deal (its hand-off run)."
         ),
     ),
-    # -- defined, not computed yet: what Throughline does not record --------------------------
     Kpi(
-        key="revenue_posting_accuracy",
-        name="Revenue posting accuracy",
+        key="dso",
+        name="Days sales outstanding",
         definition=(
-            "Share of revenue schedule lines that reached the ERP exactly as planned (amount, "
-            "period, legal entity)."
+            "How many days of billing are waiting to be paid: what customers owe at the end "
+            "of the period against what was invoiced in it."
         ),
-        formula="matching revenue lines / revenue lines planned, x 100",
+        formula=(
+            "receivables at period end / invoiced in the period x days in the period, per "
+            "currency (invoice totals with tax, as the ERP holds them); each point of the "
+            "series is the DSO over the 30 days to its bucket's end"
+        ),
+        unit="days",
+        direction="lower",
+        aggregation="ratio",
+        parts=("dso.receivables", "dso.invoiced"),
+        thresholds=Thresholds(warning=D(45), breach=D(60)),
+        owner="finance",
+        connection_means="the ERP the invoices are in",
+        computed_from=(
+            "Invoice payment facts (dashboards.InvoicePaymentFact): one each time the payments "
+            "sync reads an invoice Throughline raised from the ERP (NetSuite SuiteQL: total "
+            "and amount remaining) and its amounts changed. Invoiced and receivable: + the "
+            "invoice's total at the time its billing run created it; receivable: - what was "
+            "paid (or voided) at the ERP's last change of the invoice. Legal entity and "
+            "region of the billing run, the ERP connection, the invoice's currency (no "
+            "conversion). Invoices count from the first time the sync reads them."
+        ),
+    ),
+    Kpi(
+        key="earned_revenue",
+        name="Earned revenue",
+        definition=(
+            "Revenue the ERP recognised: the revenue schedule lines of the months whose books "
+            "it closed, by legal entity and currency."
+        ),
+        formula=(
+            "sum of the revenue schedule lines of the accounting periods the ERP closed, "
+            "each on its period's last day, in the line's currency"
+        ),
+        unit="money",
+        direction="none",
+        aggregation="sum",
+        scale=100,
+        owner="leadership",
+        connection_means="the ERP that recognised it",
+        computed_from=(
+            "Recognised revenue facts (dashboards.EarnedRevenueFact), read back from the ERP "
+            "by integrations.revenue every 5 minutes (NetSuite SuiteQL over the accounting "
+            "periods and Throughline's revenue schedule custom record): each active line of "
+            "a closed month, as the ERP holds it when the month is read, counted on the "
+            "month's last day. Legal entity and region of the contract's deal (its hand-off "
+            "run), the ERP connection, the line's currency."
+        ),
+    ),
+    Kpi(
+        key="project_margin_variance",
+        name="Project margin variance",
+        definition=(
+            "How far projects' actual margin is from the margin they were sold at: below "
+            "zero, projects earn less than planned."
+        ),
+        formula=(
+            "average over projects of (actual margin % - planned margin %), each project at "
+            "its latest figures up to the end of the period, where actual margin = (billed - "
+            "cost) / billed, cost = posted time at cost rates + subcontractor charges"
+        ),
+        unit="percentage points",
+        direction="higher",
+        aggregation="balance",
+        per_item=True,
+        scale=100,
+        thresholds=Thresholds(warning=D(-5), breach=D(-10)),
+        owner="leadership",
+        connection_means="the CRM the deal came from",
+        computed_from=(
+            "Project margin facts (dashboards.ProjectMarginFact), one each time a project's "
+            "figures change: billed = the milestone amounts invoiced (release-milestone-"
+            "billing runs, before tax); cost = time entries posted to the ERP at the cost "
+            "rate each carries (hours x rate, to the cent) + subcontractor charges posted as "
+            "vendor bills; planned margin = the CRM deal's Planned_Margin__c as read at "
+            "hand-off. Costs in another currency than the deal's are converted at the ERP's "
+            "exchange rates kept in Throughline. A project is left out while nothing is "
+            "billed, without a planned margin, or once a cost could not be priced (no cost "
+            "rate, no exchange rate). A change takes the project's previous figure back at "
+            "the time of the change. Purchase orders are commitments, not costs: the vendor "
+            "bills against them count. Legal entity and region of the hand-off run, its "
+            "CRM connection."
+        ),
+    ),
+    Kpi(
+        key="project_margin",
+        name="Project margin",
+        definition=(
+            "The margin projects make so far: what was billed less what the work cost, as a "
+            "share of what was billed."
+        ),
+        formula=(
+            "average over projects of (billed - cost) / billed x 100, each project at its "
+            "latest figures up to the end of the period; cost = posted time at cost rates + "
+            "subcontractor charges"
+        ),
         unit="%",
         direction="higher",
-        aggregation="rate",
-        thresholds=Thresholds(warning=D("99.5"), breach=D(99)),
-        owner="finance",
-        computed_from="Reconciliation runs between the planned schedules and the ERP.",
-        needs=(
-            "reconciliation of revenue schedules against the ERP (issue 6): Throughline "
-            "records what it sent, not what the ERP holds afterwards"
+        aggregation="balance",
+        per_item=True,
+        scale=100,
+        owner="leadership",
+        connection_means="the CRM the deal came from",
+        computed_from=(
+            "The project margin facts of project margin variance (dashboards."
+            "ProjectMarginFact), billed and cost as there. A project is left out while "
+            "nothing is billed, or once a cost could not be priced; a change takes the "
+            "project's previous margin back at the time of the change. Legal entity and "
+            "region of the hand-off run, its CRM connection."
         ),
     ),
     Kpi(
@@ -394,69 +519,52 @@ KPIS: tuple[Kpi, ...] = (
             "How old the time data behind utilization reports is: from a person's time "
             "being approved in the PSA to it being in the reporting extract."
         ),
-        formula="average over approved entries of (in the extract at - approved at), in hours",
+        formula=(
+            "average over time entries of (in the extract at - approved at), in hours; an "
+            "entry counts once, when the first extract file holding it was written"
+        ),
         unit="hours",
         direction="lower",
         aggregation="average",
         scale=HOUR,
         thresholds=Thresholds(warning=D(24), breach=D(48)),
         owner="pmo",
-        computed_from="Approval times from the PSA and the reporting extracts' times.",
-        needs=(
-            "the PSA's approval time of each time entry and the reporting extracts (issue 5, "
-            "item 7) with their as-of times"
+        connection_means="the PSA the time came from",
+        computed_from=(
+            "Time entries posted to the ERP (posting batches of timeBill) with the approval "
+            "time read from the PSA (Kantata has none on the entry: its updated_at when "
+            "Throughline first read it approved, see the Kantata mapping), and the reporting "
+            "extracts of the time dataset (reporting.ExtractRun that wrote a file): each "
+            "entry counts at the finish of the first run whose watermark window holds its "
+            "batch's posting time. Legal entity and region of the entry's deal (its hand-off "
+            "run), PSA connection. Entries posted before approval times were read have none "
+            "and are left out."
         ),
     ),
     Kpi(
-        key="project_margin_variance",
-        name="Project margin variance",
-        definition="How far each project's actual margin is from the margin it was sold at.",
+        key="revenue_posting_accuracy",
+        name="Revenue posting accuracy",
+        definition=(
+            "Share of billing that reached the ERP exactly as the PSA holds it: each billing "
+            "milestone completed in the PSA has one ERP invoice for the same amount (to the "
+            "cent, in the legal entity's currency), status, date and customer, as the "
+            "reconciliation of the two systems themselves found it."
+        ),
         formula=(
-            "actual margin % - planned margin %, where actual margin = (revenue - cost) / "
-            "revenue, cost = posted time at cost rates + subcontractor charges"
+            "(milestones matched + differences accepted) / milestones and invoices compared, "
+            "x 100, over the invoices reconciliation runs finished in the period"
         ),
-        unit="percentage points",
-        direction="none",
-        aggregation="average",
-        thresholds=Thresholds(warning=D(5), breach=D(10)),
-        owner="leadership",
-        computed_from="Planned cost per project, posted cost, recognised revenue.",
-        needs=(
-            "a planned cost (or margin) per project, and recognised revenue read back from "
-            "the ERP; posted time and charges alone give cost, not margin"
-        ),
-    ),
-    Kpi(
-        key="dso",
-        name="Days sales outstanding",
-        definition="How many days of billing are waiting to be paid.",
-        formula="receivables at period end / amount billed in the period x days in the period",
-        unit="days",
-        direction="lower",
-        aggregation="average",
-        thresholds=Thresholds(warning=D(45), breach=D(60)),
+        unit="%",
+        direction="higher",
+        aggregation="rate",
+        thresholds=Thresholds(warning=D("99.5"), breach=D(99)),
         owner="finance",
-        computed_from="Invoices billed (recorded) and payments per invoice.",
-        needs=(
-            "per-invoice payment records (amount and date paid of each invoice): the "
-            "payments sync writes the state to the PSA and the CRM but stamps only the "
-            "deal's first payment, so receivables at a date cannot be rebuilt"
-        ),
-    ),
-    Kpi(
-        key="earned_revenue",
-        name="Earned revenue",
-        definition="Revenue recognised in the ERP, by legal entity.",
-        formula="sum of recognised revenue in the period",
-        unit="money",
-        direction="none",
-        aggregation="sum",
-        scale=100,
-        owner="leadership",
-        computed_from="Recognised revenue per period from the ERP.",
-        needs=(
-            "recognised revenue read back from the ERP: Throughline posts revenue schedules "
-            "(a plan) but does not read what the ERP recognised"
+        connection_means="the ERP compared",
+        computed_from=(
+            "Invoices reconciliation runs (PSA billing milestones vs ERP invoices, read from "
+            "both systems): per legal entity, the keys compared and those matched or with a "
+            "difference finance accepted, counted at the run's finish (several runs in the "
+            "period weigh by their size)."
         ),
     ),
 )

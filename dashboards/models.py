@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import models
 
 
@@ -25,6 +27,119 @@ class MilestoneFact(models.Model):
 
     def __str__(self) -> str:
         return f"milestone {self.story_id} of {self.deal_key or '?'}"
+
+
+class InvoicePaymentFact(models.Model):
+    """What the ERP said of an invoice Throughline raised, each time its amounts changed (as
+    the payments sync read it): receivables at any date are rebuilt from these (DSO).
+
+    Append-only: a fact is added when the invoice's total, the amount remaining or whether
+    it is voided differ from its previous fact. The first fact of an invoice counts its total
+    at `invoiced_at`; each fact counts what changed at `seen_at`."""
+
+    erp_connection_id = models.PositiveIntegerField()
+    invoice_key = models.CharField(max_length=160)
+    erp_invoice_id = models.CharField(max_length=40)
+    number = models.CharField(max_length=60, blank=True)
+    #: the release-milestone-billing run that raised the invoice
+    run_id = models.PositiveIntegerField()
+    legal_entity_code = models.CharField(max_length=20, blank=True)
+    region = models.CharField(max_length=10, blank=True)
+    currency = models.CharField(max_length=3)
+    #: the invoice's total (tax included) and what remained to be paid, as the ERP said
+    total = models.DecimalField(max_digits=18, decimal_places=2)
+    amount_remaining = models.DecimalField(max_digits=18, decimal_places=2)
+    #: open, overdue, paid or cancelled (a cancelled invoice is owed no more)
+    state = models.CharField(max_length=10)
+    #: when Throughline raised the invoice (its create_invoice step finished)
+    invoiced_at = models.DateTimeField(db_index=True)
+    #: the ERP's last change of the invoice when it was read
+    seen_at = models.DateTimeField(db_index=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [
+            models.Index(
+                fields=["erp_connection_id", "invoice_key", "id"], name="payment_fact_invoice"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"invoice {self.number or self.invoice_key}: {self.amount_remaining} open"
+
+    @property
+    def owed(self) -> Decimal:
+        """What the customer still owes (nothing once the invoice is voided)."""
+        return Decimal(0) if self.state == "cancelled" else self.amount_remaining
+
+
+class EarnedRevenueFact(models.Model):
+    """A revenue schedule line the ERP recognised (its accounting period closed), as read back
+    from the ERP (integrations.revenue): earned revenue per legal entity and currency."""
+
+    erp_connection_id = models.PositiveIntegerField()
+    #: the line's externalId (Throughline's key of it) and the ERP's internal id
+    line_key = models.CharField(max_length=255)
+    erp_line_id = models.CharField(max_length=40)
+    contract_key = models.CharField(max_length=255)
+    deal_key = models.CharField(max_length=120, blank=True)
+    period_name = models.CharField(max_length=60, blank=True)
+    period_start = models.DateField()
+    #: the last day of the accounting period: the revenue counts on that day
+    period_end = models.DateField(db_index=True)
+    legal_entity_code = models.CharField(max_length=20, blank=True)
+    region = models.CharField(max_length=10, blank=True)
+    currency = models.CharField(max_length=3)
+    amount = models.DecimalField(max_digits=18, decimal_places=2)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-period_end", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["erp_connection_id", "line_key", "period_end"],
+                name="earned_revenue_fact_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.line_key}: {self.amount} {self.currency} ({self.period_name})"
+
+
+class ProjectMarginFact(models.Model):
+    """A project's figures each time they changed: billed, cost and planned margin, in the
+    deal's currency (project margin variance).
+
+    Append-only and cumulative: each fact is the previous one plus what its `source` (a
+    billing run, a posting batch) added; (deal, source) is unique, so a repeat adds nothing.
+    `unpriced` counts costs that could not be priced (no cost rate, no exchange rate): a
+    project with any is left out of the KPI rather than shown with a margin too high."""
+
+    deal_key = models.CharField(max_length=120)
+    #: what changed the figures ("run:12", "posting_batch:7")
+    source = models.CharField(max_length=60)
+    currency = models.CharField(max_length=3)
+    #: the CRM deal's planned margin in % (None: the deal has none)
+    planned_margin = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    billed = models.DecimalField(max_digits=18, decimal_places=2)
+    cost = models.DecimalField(max_digits=18, decimal_places=2)
+    unpriced = models.PositiveIntegerField(default=0)
+    legal_entity_code = models.CharField(max_length=20, blank=True)
+    region = models.CharField(max_length=10, blank=True)
+    #: the CRM connection the deal came from (0: none)
+    connection_id = models.PositiveIntegerField(default=0)
+    recorded_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["deal_key", "source"], name="margin_fact_unique")
+        ]
+        indexes = [models.Index(fields=["deal_key", "id"], name="margin_fact_deal")]
+
+    def __str__(self) -> str:
+        return f"{self.deal_key}: billed {self.billed}, cost {self.cost} {self.currency}"
 
 
 class KpiRollup(models.Model):

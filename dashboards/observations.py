@@ -7,13 +7,22 @@ at a time, with its dimensions), computed by the same functions on both paths:
 - in the rebuild and for a bucket's underlying records, from the records read back
   (`SOURCES`, each scanning one kind of raw record).
 
+The finance KPIs read the dashboards' own fact tables, append-only records of what the vendor
+systems said: invoice payment facts (DSO: receivables and what was invoiced), earned revenue
+facts (what the ERP recognised) and project margin facts (each project's figures when they
+change: its new margin variance replaces its previous one, which is taken back). Utilization
+freshness reads the reporting extracts of the time dataset: each posted time entry counts
+once, at the finish of the first extract run that wrote it to a file.
+
 So the rollups and a rebuild agree exactly as long as an observation depends only on what
 no longer changes once it is emitted: a run is observed when it succeeds (a succeeded run is
 never run again, so its times, context and dimensions are final), an exception when it opens
 (its first-seen time and dimensions never change), a posting batch when it posts, a
-milestone fact when it is recorded. Observations that need a deal's legal entity (postings,
-milestone facts) read it from the deal's hand-off run at that moment: changing a deal's legal
-entity afterwards is the one thing a `rebuild_rollups --check` would then report.
+milestone fact when it is recorded, a fact of the finance tables when it is added (a fact
+and the facts before it never change), an extract run when it wrote its file. Observations
+that need a deal's legal entity (postings, milestone facts, extract runs) read it from the
+deal's hand-off run at that moment: changing a deal's legal entity afterwards is the one thing
+a `rebuild_rollups --check` would then report (the finance facts keep their own).
 """
 
 from __future__ import annotations
@@ -29,9 +38,11 @@ from django.db.models import Min, Q
 
 from exceptions.models import IntegrationException
 from integrations.choices import RunStatus
-from integrations.models import BusinessTimestamp, PostingBatch, SyncRun, SyncStep
+from integrations.models import BusinessTimestamp, LegalEntity, PostingBatch, SyncRun, SyncStep
+from reconciliation.models import Run as ReconciliationRun
+from reporting.models import Extract, ExtractRun
 
-from .models import MilestoneFact
+from .models import EarnedRevenueFact, InvoicePaymentFact, MilestoneFact, ProjectMarginFact
 
 HANDOFF = "create_service_engagement"
 BILLING = "release_milestone_billing"
@@ -39,6 +50,15 @@ AMENDMENT = "update_billing_plan"
 #: the first-pass KPI of each workflow, and what its first exception counts (1 or 0)
 FIRST_PASS = {HANDOFF: ("provisioning_success_rate", 0), BILLING: ("billing_exception_rate", 1)}
 CHUNK = 2000
+#: the rollup series of DSO (dashboards.kpis: the parts of the ratio), in cents
+RECEIVABLES, INVOICED = "dso.receivables", "dso.invoiced"
+MARGIN = "project_margin_variance"
+ACTUAL_MARGIN = "project_margin"
+FRESHNESS = "utilization_freshness"
+ACCURACY = "revenue_posting_accuracy"
+#: the reconciliation whose match rate is the revenue posting accuracy (PSA billing vs ERP)
+ACCURACY_KIND = "invoices"
+POSTED = (PostingBatch.Status.POSTED, PostingBatch.Status.PARTIAL)
 
 
 @dataclass(frozen=True)
@@ -204,7 +224,154 @@ def milestone(fact: MilestoneFact, deals: dict[str, tuple[str, str]]) -> Observa
     )
 
 
+def payment(fact: InvoicePaymentFact, previous: InvoicePaymentFact | None) -> list[Observation]:
+    """An invoice payment fact: the invoice's first counts its total as invoiced and
+    receivable when it was raised; each fact counts the change of what is owed (and of the
+    total, should the ERP change it) at the ERP's change time (never before the invoice was
+    raised: the ERP's clock has whole seconds)."""
+    dims = Dims(
+        fact.legal_entity_code or "", fact.region or "", fact.erp_connection_id, fact.currency
+    )
+    ref = f"invoice_payment_fact:{fact.pk}"
+    changed_at = max(fact.seen_at, fact.invoiced_at)
+    out = []
+    if previous is None:
+        total = cents(fact.total)
+        out.append(Observation(INVOICED, fact.invoiced_at, total, dims, ref=ref))
+        out.append(Observation(RECEIVABLES, fact.invoiced_at, total, dims, ref=ref))
+        owed_change = cents(fact.owed) - total
+    else:
+        total_change = cents(fact.total) - cents(previous.total)
+        if total_change:
+            out.append(Observation(INVOICED, changed_at, total_change, dims, ref=ref))
+        owed_change = cents(fact.owed) - cents(previous.owed)
+    if owed_change:
+        out.append(Observation(RECEIVABLES, changed_at, owed_change, dims, ref=ref))
+    return out
+
+
+def period_end_at(day: dt.date) -> dt.datetime:
+    """When recognised revenue counts: the start (UTC) of its accounting period's last day."""
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def earned(fact: EarnedRevenueFact) -> Observation:
+    dims = Dims(
+        fact.legal_entity_code or "", fact.region or "", fact.erp_connection_id, fact.currency
+    )
+    return Observation(
+        "earned_revenue",
+        period_end_at(fact.period_end),
+        cents(fact.amount),
+        dims,
+        ref=f"earned_revenue_fact:{fact.pk}",
+    )
+
+
+def actual_margin(fact: ProjectMarginFact) -> int | None:
+    """The project's margin so far, (billed - cost) / billed, in hundredths of a percent
+    (None: not measurable: nothing billed, or a cost that could not be priced)."""
+    if fact.unpriced or fact.billed <= 0:
+        return None
+    points = (fact.billed - fact.cost) / fact.billed * 10000
+    return int(points.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def variance(fact: ProjectMarginFact) -> int | None:
+    """The project's actual margin minus its planned margin, in hundredths of a percentage
+    point (None: not measurable, or the deal has no planned margin)."""
+    actual = actual_margin(fact)
+    if actual is None or fact.planned_margin is None:
+        return None
+    return actual - int(fact.planned_margin * 100)
+
+
+def margin(fact: ProjectMarginFact, previous: ProjectMarginFact | None) -> list[Observation]:
+    """A project's new figures: its previous margin and variance taken back (count -1), its
+    new ones counted (running averages over projects, see kpis `per_item`)."""
+    out = []
+    ref = f"project_margin_fact:{fact.pk}"
+    for kpi, measure in ((ACTUAL_MARGIN, actual_margin), (MARGIN, variance)):
+        before = measure(previous) if previous is not None else None
+        if previous is not None and before is not None:
+            dims = Dims(previous.legal_entity_code, previous.region, previous.connection_id)
+            out.append(Observation(kpi, fact.recorded_at, before, dims, count=-1, ref=ref))
+        now = measure(fact)
+        if now is not None:
+            dims = Dims(fact.legal_entity_code, fact.region, fact.connection_id)
+            out.append(Observation(kpi, fact.recorded_at, now, dims, ref=ref))
+    return out
+
+
+def _approved_at(entry: dict[str, Any]) -> dt.datetime | None:
+    raw = entry.get("approved_at")
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def freshness(
+    run: ExtractRun, batches: list[PostingBatch], deals: dict[str, tuple[str, str]]
+) -> list[Observation]:
+    """A time-dataset extract run that wrote its file: each posted entry of `batches` (the
+    ones this run was the first to write) counts (written at - approved at), entries of the
+    same deal, PSA and age as one observation."""
+    counts: dict[tuple[str, str, int, int], int] = defaultdict(int)
+    for batch in batches:
+        for item in batch.entries:
+            entry = item.get("entry") or {}
+            approved = _approved_at(entry)
+            if not item.get("erp_id") or approved is None:
+                continue
+            entity, region = deals.get(str(entry.get("project_key")), ("", ""))
+            age = seconds(approved, run.finished_at)
+            counts[(entity, region, batch.psa_id or 0, age)] += 1
+    return [
+        Observation(
+            FRESHNESS,
+            run.finished_at,
+            age,
+            Dims(entity, region, psa),
+            count=n,
+            ref=f"extract_run:{run.pk}",
+        )
+        for (entity, region, psa, age), n in sorted(counts.items())
+    ]
+
+
 # -- loading what the records need (shared by both paths) -----------------------------------
+
+
+def posting_accuracy(
+    run: ReconciliationRun, regions: dict[str, str] | None = None
+) -> list[Observation]:
+    """A finished invoices reconciliation: per legal entity, its keys matched (or with an
+    accepted difference) count 1 and the others 0, at the run's finish; the connection is the
+    ERP compared. A run counts as classified: its per-entity counts never change afterwards."""
+    if (
+        run.status != ReconciliationRun.Status.DONE
+        or run.finished_at is None
+        or run.definition.kind != ACCURACY_KIND
+    ):
+        return []
+    if regions is None:
+        regions = dict(LegalEntity.objects.values_list("code", "region"))
+    ref = f"reconciliation_run:{run.pk}"
+    out = []
+    for row in run.by_entity:
+        entity = str(row.get("legal_entity") or "")
+        dims = Dims(entity, regions.get(entity, ""), run.definition.target_id)
+        accurate = int(row.get("matched", 0)) + int(row.get("accepted", 0))
+        other = int(row.get("compared", 0)) - accurate
+        if accurate > 0:
+            out.append(Observation(ACCURACY, run.finished_at, 1, dims, count=accurate, ref=ref))
+        if other > 0:
+            out.append(Observation(ACCURACY, run.finished_at, 0, dims, count=other, ref=ref))
+    return out
 
 
 def runs_with_exceptions(run_ids: Iterable[int]) -> set[int]:
@@ -256,6 +423,93 @@ def values_before(runs: list[SyncRun]) -> dict[int, Any]:
         if new.get("new_total_value") is not None:
             last[key] = new["new_total_value"]
     return before
+
+
+def previous_payments(facts: list[InvoicePaymentFact]) -> dict[int, InvoicePaymentFact]:
+    """For each fact, the invoice's fact just before it (by id), where there is one (one
+    query for the lot)."""
+    if not facts:
+        return {}
+    wanted = {f.pk for f in facts}
+    rows = InvoicePaymentFact.objects.filter(
+        erp_connection_id__in={f.erp_connection_id for f in facts},
+        invoice_key__in={f.invoice_key for f in facts},
+        pk__lte=max(wanted),
+    ).order_by("erp_connection_id", "invoice_key", "pk")
+    out: dict[int, InvoicePaymentFact] = {}
+    last: InvoicePaymentFact | None = None
+    for row in rows.iterator(chunk_size=CHUNK):
+        same = last is not None and (last.erp_connection_id, last.invoice_key) == (
+            row.erp_connection_id,
+            row.invoice_key,
+        )
+        if row.pk in wanted and same and last is not None:
+            out[row.pk] = last
+        last = row
+    return out
+
+
+def previous_margins(facts: list[ProjectMarginFact]) -> dict[int, ProjectMarginFact]:
+    """For each fact, the project's fact just before it (by id), where there is one (one
+    query for the lot)."""
+    if not facts:
+        return {}
+    wanted = {f.pk for f in facts}
+    rows = ProjectMarginFact.objects.filter(
+        deal_key__in={f.deal_key for f in facts}, pk__lte=max(wanted)
+    ).order_by("deal_key", "pk")
+    out: dict[int, ProjectMarginFact] = {}
+    last: ProjectMarginFact | None = None
+    for row in rows.iterator(chunk_size=CHUNK):
+        if row.pk in wanted and last is not None and last.deal_key == row.deal_key:
+            out[row.pk] = last
+        last = row
+    return out
+
+
+def time_windows() -> list[tuple[tuple[dt.datetime, int], dt.datetime | None, dt.datetime]]:
+    """Every time-dataset extract run that wrote a file: ((finished at, id), watermark
+    from, watermark to), in the order they finished."""
+    rows = (
+        ExtractRun.objects.filter(
+            extract__dataset=Extract.Dataset.TIME_ENTRIES,
+            status=ExtractRun.Status.SUCCEEDED,
+            finished_at__isnull=False,
+            watermark_to__isnull=False,
+        )
+        .order_by("finished_at", "pk")
+        .values_list("finished_at", "pk", "watermark_from", "watermark_to")
+    )
+    return [((finished, pk), start, end) for finished, pk, start, end in rows]
+
+
+def _covers(start: dt.datetime | None, end: dt.datetime, at: dt.datetime) -> bool:
+    return (start is None or start <= at) and at <= end
+
+
+def first_written(
+    run: ExtractRun,
+    windows: list[tuple[tuple[dt.datetime, int], dt.datetime | None, dt.datetime]],
+) -> list[PostingBatch]:
+    """The posted time batches `run` wrote that no earlier time extract run wrote: those
+    posted within its watermark window and within none of an earlier run's."""
+    if run.watermark_to is None or run.finished_at is None:
+        return []
+    me = (run.finished_at, run.pk)
+    earlier = [(start, end) for position, start, end in windows if position < me]
+    batches = PostingBatch.objects.filter(
+        record_type="timeBill",
+        status__in=POSTED,
+        posted_at__isnull=False,
+        posted_at__lte=run.watermark_to,
+    )
+    if run.watermark_from is not None:
+        batches = batches.filter(posted_at__gte=run.watermark_from)
+    return [
+        batch
+        for batch in batches.order_by("posted_at", "pk")
+        if not any(_covers(start, end, batch.posted_at) for start, end in earlier)
+    ]
 
 
 def deal_dims(deal_keys: Iterable[str]) -> dict[str, tuple[str, str]]:
@@ -325,6 +579,43 @@ def for_posted_batch(batch: PostingBatch) -> list[Observation]:
 
 def for_milestone_fact(fact: MilestoneFact) -> list[Observation]:
     return [milestone(fact, deal_dims([fact.deal_key]))]
+
+
+def for_payment_fact(fact: InvoicePaymentFact) -> list[Observation]:
+    return payment(fact, previous_payments([fact]).get(fact.pk))
+
+
+def for_earned_fact(fact: EarnedRevenueFact) -> list[Observation]:
+    return [earned(fact)]
+
+
+def for_margin_fact(fact: ProjectMarginFact) -> list[Observation]:
+    return margin(fact, previous_margins([fact]).get(fact.pk))
+
+
+def for_reconciliation_run(run: ReconciliationRun) -> list[Observation]:
+    return posting_accuracy(run)
+
+
+def is_time_extract(run: ExtractRun) -> bool:
+    return (
+        run.status == ExtractRun.Status.SUCCEEDED
+        and run.extract.dataset == Extract.Dataset.TIME_ENTRIES
+    )
+
+
+def for_extract_run(run: ExtractRun) -> list[Observation]:
+    """A time-dataset extract run that just wrote its file (other runs: nothing)."""
+    if not is_time_extract(run):
+        return []
+    batches = first_written(run, time_windows())
+    keys = {
+        str((item.get("entry") or {}).get("project_key"))
+        for batch in batches
+        for item in batch.entries
+        if item.get("erp_id")
+    }
+    return freshness(run, batches, deal_dims(keys))
 
 
 # -- the rebuild path: every source, read back from the raw records ------------------------
@@ -456,6 +747,86 @@ def scan_milestones(
             yield milestone(fact, deals)
 
 
+def scan_payments(
+    start: dt.datetime | None = None, end: dt.datetime | None = None
+) -> Iterator[Observation]:
+    """Invoice payment facts with an observation in [start, end): counted when the invoice
+    was raised (its first fact) or when its amounts changed."""
+    facts = InvoicePaymentFact.objects.filter(
+        _in("seen_at", start, end) | _in("invoiced_at", start, end)
+    ).order_by("pk")
+    for chunk in _chunks(facts):
+        before = previous_payments(chunk)
+        for fact in chunk:
+            yield from payment(fact, before.get(fact.pk))
+
+
+def scan_earned(
+    start: dt.datetime | None = None, end: dt.datetime | None = None
+) -> Iterator[Observation]:
+    facts = EarnedRevenueFact.objects.all()
+    if start is not None:
+        facts = facts.filter(period_end__gte=start.date())
+    if end is not None:
+        facts = facts.filter(period_end__lte=end.date())
+    for chunk in _chunks(facts.order_by("pk")):
+        for fact in chunk:
+            yield earned(fact)
+
+
+def scan_margins(
+    start: dt.datetime | None = None, end: dt.datetime | None = None
+) -> Iterator[Observation]:
+    facts = ProjectMarginFact.objects.filter(_in("recorded_at", start, end)).order_by("pk")
+    for chunk in _chunks(facts):
+        before = previous_margins(chunk)
+        for fact in chunk:
+            yield from margin(fact, before.get(fact.pk))
+
+
+def scan_extracts(
+    start: dt.datetime | None = None, end: dt.datetime | None = None
+) -> Iterator[Observation]:
+    """Time-dataset extract runs that wrote a file and finished in [start, end)."""
+    windows = time_windows()
+    runs = (
+        ExtractRun.objects.filter(
+            _in("finished_at", start, end),
+            extract__dataset=Extract.Dataset.TIME_ENTRIES,
+            status=ExtractRun.Status.SUCCEEDED,
+        )
+        .select_related("extract")
+        .order_by("pk")
+    )
+    for run in runs.iterator(chunk_size=100):
+        batches = first_written(run, windows)
+        keys = {
+            str((item.get("entry") or {}).get("project_key"))
+            for batch in batches
+            for item in batch.entries
+            if item.get("erp_id")
+        }
+        yield from freshness(run, batches, deal_dims(keys))
+
+
+def scan_reconciliations(
+    start: dt.datetime | None = None, end: dt.datetime | None = None
+) -> Iterator[Observation]:
+    """Invoices reconciliation runs that finished in [start, end)."""
+    regions = dict(LegalEntity.objects.values_list("code", "region"))
+    runs = (
+        ReconciliationRun.objects.filter(
+            _in("finished_at", start, end),
+            status=ReconciliationRun.Status.DONE,
+            definition__kind=ACCURACY_KIND,
+        )
+        .select_related("definition")
+        .order_by("pk")
+    )
+    for run in runs.iterator(chunk_size=500):
+        yield from posting_accuracy(run, regions)
+
+
 #: every source of observations, and the KPIs each feeds
 SOURCES = {
     "runs": (
@@ -477,6 +848,11 @@ SOURCES = {
     ),
     "postings": (scan_postings, {"time_entry_latency"}),
     "milestones": (scan_milestones, {"milestones_completed"}),
+    "payments": (scan_payments, {RECEIVABLES, INVOICED}),
+    "earned": (scan_earned, {"earned_revenue"}),
+    "margins": (scan_margins, {ACTUAL_MARGIN, MARGIN}),
+    "extracts": (scan_extracts, {FRESHNESS}),
+    "reconciliations": (scan_reconciliations, {ACCURACY}),
 }
 
 

@@ -1,6 +1,6 @@
 """What each team starts with on the home page: finance sees its active exceptions per legal
-entity, PMO its active exceptions (provisioning failures) per region, and every team the KPIs
-it owns.
+entity, PMO its active exceptions (provisioning failures) per region, leadership the totals of
+the leadership view, and every team the KPIs it owns.
 
 Each breakdown is one grouped count over the active exceptions (open, in progress, retry
 queued) of the team's own queues, like exceptions.queue_counts: the (queue, ...) indexes of
@@ -20,7 +20,8 @@ from console.choices import TeamKind
 from exceptions.choices import ACTIVE_STATUSES
 from exceptions.models import IntegrationException, Queue
 
-from . import kpis
+from . import kpis, leadership
+from .kpi_queries import can_see_money
 
 #: KPIs a team looks at besides the ones it owns (kpis.Kpi.owner)
 ALSO_FOR: dict[str, tuple[str, ...]] = {
@@ -76,6 +77,24 @@ def team_kpis(kinds: set[str]) -> list[dict[str, Any]]:
     ]
 
 
+def leadership_start(user: Any, kinds: set[str]) -> dict[str, Any]:
+    """Leadership members start with the leadership view: its totals per currency over the
+    default period (dashboards.leadership), and the link to the whole view."""
+    if TeamKind.LEADERSHIP not in kinds:
+        return {"leadership_member": False}
+    start, end = leadership.default_period()
+    result = leadership.build(start, end, sees_money=can_see_money(user))
+    return {
+        "leadership_member": True,
+        "leadership_url": reverse("dashboards:leadership"),
+        "leadership_columns": [c for c in result.columns if c.live],
+        "leadership_totals": [
+            {"row": row, "cells": [(c, row.cells[c.key]) for c in result.columns if c.live]}
+            for row in result.totals
+        ],
+    }
+
+
 def team_sections(user: Any) -> dict[str, Any]:
     """The home page's team sections for `user` (empty lists for teams they are not in)."""
     if not getattr(user, "is_authenticated", False):
@@ -91,6 +110,7 @@ def team_sections(user: Any) -> dict[str, Any]:
     finance = [q for q in queues if q.team.kind == TeamKind.FINANCE]
     pmo = [q for q in queues if q.team.kind == TeamKind.PMO]
     return {
+        **leadership_start(user, kinds),
         "finance_member": TeamKind.FINANCE in kinds,
         "pmo_member": TeamKind.PMO in kinds,
         "finance_by_entity": _breakdown(finance, "legal_entity_code", "legal_entity_code"),

@@ -89,6 +89,19 @@ class ExceptionCode(models.TextChoices):
     PROJECT_NOT_LINKED = "project_not_linked", "Project not linked to a deal"
     ERP_CONFIGURATION_MISSING = "erp_configuration_missing", "ERP configuration missing"
     SYSTEM_OF_RECORD_VIOLATION = "system_of_record_violation", "System-of-record violation"
+    RECONCILIATION_MISSING_IN_TARGET = (
+        "reconciliation_missing_in_target",
+        "Reconciliation: missing in the target system",
+    )
+    RECONCILIATION_MISSING_IN_SOURCE = (
+        "reconciliation_missing_in_source",
+        "Reconciliation: missing in the source system",
+    )
+    RECONCILIATION_FIELD_MISMATCH = (
+        "reconciliation_field_mismatch",
+        "Reconciliation: systems disagree",
+    )
+    RECONCILIATION_DUPLICATE = "reconciliation_duplicate", "Reconciliation: duplicate record"
     INTERNAL_ERROR = "internal_error", "Internal error"
 
 

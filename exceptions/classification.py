@@ -360,7 +360,66 @@ RULES: dict[str, Rule] = {
         "Throughline itself failed while running this step.",
         "Report it to the integration team with this exception's number; Retry after a fix.",
     ),
+    # reconciliation.silent_audit: events that ended neither applied nor as an exception
+    "silent_failure": Rule(
+        C.INTERNAL_ERROR,
+        T,
+        TeamKind.IT,
+        "The silent-failure audit found source events Throughline received that ended neither "
+        "applied nor as an exception: work was lost without anyone being told.",
+        "Open each finding (the audit's address ends the explanation above): retry or restart "
+        "its run, or post its batch again, and find why no exception was opened. Resolve this "
+        "exception when every finding is handled; the next audit opens a new one if any remain.",
+    ),
 }
+
+
+#: Reconciliation differences (reconciliation.actions): one failure code per class of
+#: difference and owning team, `reconciliation_<class>_<team kind>`, so a difference goes to
+#: the queue of the team its comparison names as owner (the routing fallthrough, or any rule
+#: naming the code, e.g. by legal entity). Several teams own each of these codes.
+RECONCILIATION_OWNERS: tuple[TeamKind, ...] = (TeamKind.FINANCE, TeamKind.PMO, TeamKind.SALES_OPS)
+RECONCILIATION_FIX = (
+    "Open the difference (its address ends the explanation above) and Re-sync it there, or "
+    "correct the record in the system that is wrong; the next run then shows it matched. "
+    "Resolve this exception when done."
+)
+RECONCILIATION_RULES: dict[str, tuple[ExceptionCode, str]] = {
+    "missing_in_target": (
+        C.RECONCILIATION_MISSING_IN_TARGET,
+        "Reconciliation found a record in the source system that the target system does not "
+        "have: it was lost or never created on the way.",
+    ),
+    "missing_in_source": (
+        C.RECONCILIATION_MISSING_IN_SOURCE,
+        "Reconciliation found a record in the target system that the source system does not "
+        "have: created by hand, or deleted at the source.",
+    ),
+    "field_mismatch": (
+        C.RECONCILIATION_FIELD_MISMATCH,
+        "Reconciliation found the record in both systems with different values (the "
+        "field-level difference is below).",
+    ),
+    "duplicate": (
+        C.RECONCILIATION_DUPLICATE,
+        "Reconciliation found more than one record for the same key in one system: it may be "
+        "billed or posted twice.",
+    ),
+}
+
+
+def reconciliation_code(kind: str, owner: str) -> str:
+    """The failure code of a reconciliation difference of class `kind` owned by `owner`."""
+    return f"reconciliation_{kind}_{owner}"
+
+
+RULES.update(
+    {
+        reconciliation_code(kind, owner): Rule(code, B, owner, explanation, RECONCILIATION_FIX)
+        for kind, (code, explanation) in RECONCILIATION_RULES.items()
+        for owner in RECONCILIATION_OWNERS
+    }
+)
 
 
 def classify(failure: StepFailure) -> Classification:

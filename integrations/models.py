@@ -174,7 +174,8 @@ class Watermark(models.Model):
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
     stream = models.CharField(max_length=80)
-    value = models.CharField(max_length=80, blank=True)
+    #: a change time (ISO 8601), or a stream's own JSON (the time and the ids seen at it)
+    value = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -11,6 +11,8 @@ to the PSA in a separate, lower-priority task.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+
+from console import audit
 
 from . import bindings, outbox, purchase_orders
 from .canonical import schemas
@@ -83,16 +87,26 @@ def collect_time_entries(psa: Connection) -> CollectResult:
 
 
 def _collect(psa: Connection, stream: str, collector: _Collector, feed: str) -> CollectResult:
+    """Read what changed since the watermark. Kantata's `updated_after` is strict and counts
+    whole seconds, so the read starts one second early (an entry approved in the second the
+    watermark stands at, after the previous read, is not lost) and skips the entries of that
+    second the previous read already handed over (the watermark keeps their ids)."""
     mark, _ = Watermark.objects.get_or_create(connection=psa, stream=stream)
-    since = parse_datetime(mark.value) if mark.value else None
+    edge, seen_at_edge = _edge(mark.value)
+    since = edge - EDGE if edge is not None else None
     buffer = CallBuffer()
     client = build_client(psa, on_call=buffer)
-    newest = since
+    newest, at_newest = edge, set(seen_at_edge)
     try:
         for entry in getattr(client, feed)(since):
             changed = parse_datetime(str(entry.get("updated_at") or ""))
+            rid = str(entry.get("id"))
+            if changed is not None and changed == edge and rid in seen_at_edge:
+                continue  # handed over by the previous read
             if changed is not None and (newest is None or changed > newest):
-                newest = changed
+                newest, at_newest = changed, set()
+            if changed is not None and changed == newest:
+                at_newest.add(rid)
             collector.add(entry)
     finally:
         client.close()
@@ -100,9 +114,24 @@ def _collect(psa: Connection, stream: str, collector: _Collector, feed: str) -> 
     with transaction.atomic():
         collector.flush(final=True)
         if newest is not None:
-            mark.value = newest.isoformat()
+            mark.value = json.dumps({"at": newest.isoformat(), "ids": sorted(at_newest)})
             mark.save(update_fields=["value", "updated_at"])
     return collector.result
+
+
+#: how far before the watermark a read starts: the PSA's change times are whole seconds
+EDGE = dt.timedelta(seconds=1)
+
+
+def _edge(value: str) -> tuple[dt.datetime | None, set[str]]:
+    """The watermark's time and the ids read at that very time (older watermarks: a bare
+    time, no ids)."""
+    if not value:
+        return None, set()
+    if value.startswith("{"):
+        data = json.loads(value)
+        return parse_datetime(str(data.get("at") or "")), {str(i) for i in data.get("ids", [])}
+    return parse_datetime(value), set()
 
 
 class _Collector:
@@ -497,6 +526,97 @@ def report_postings(batch_id: int) -> int:
         buffer.flush()
     PostingBatch.objects.filter(pk=batch.pk).update(reported=True)
     return written
+
+
+#: entries re-posted per PSA read (below BATCH_SIZE: the collector never hands a batch off)
+REPOST_CHUNK = 200
+#: why the posting policy refuses an entry, in words (re-sync outcomes)
+REFUSALS = {
+    "time_entry_on_unknown_project": "its project was not provisioned by Throughline",
+    "time_entry_invalid": "it does not read as a time entry (its hours or date)",
+    "person_not_in_erp": "its person is not an employee in the ERP (sync the people first)",
+    "project_not_in_erp": "its project is not in the ERP yet",
+}
+
+
+def repost_time_entries(psa: Connection, erp: Connection, entry_ids: list[str]) -> dict[str, str]:
+    """Post these approved time entries to `erp` again (a reconciliation's re-sync): each is
+    upserted by its externalId through the ERP's record service, so a missing time bill is
+    created, one whose values drifted is corrected, and none is posted twice. The posting
+    policy applies as for `collect_time_entries`; posted entries' ERP ids go back to the PSA.
+    Returns {entry id: what happened, in words}, "cannot re-sync: ..." when not posted."""
+    wanted = list(dict.fromkeys(str(i) for i in entry_ids))
+    outcomes: dict[str, str] = {
+        i: f"cannot re-sync: {i!r} is not a {psa.name} time entry id"
+        for i in wanted
+        if not i.isdigit()
+    }
+    readable = [i for i in wanted if i not in outcomes]
+    posted: list[tuple[str, str]] = []
+    buffer = CallBuffer()
+    psa_client = build_client(psa, on_call=buffer)
+    erp_client = build_client(erp, on_call=buffer)
+    try:
+        for start in range(0, len(readable), REPOST_CHUNK):
+            chunk = readable[start : start + REPOST_CHUNK]
+            collector = _Collector(psa)
+            for entry in psa_client.approved_time_entries(only=chunk):
+                collector.add(entry)
+            for (code, workspace), ids in collector.rejected.items():
+                for entry_id in ids:
+                    why = REFUSALS.get(code, code)
+                    outcomes[entry_id] = f"cannot re-sync: {why} (project {workspace})"
+            for erp_id, items in collector.groups.items():
+                for item in items:
+                    entry_id = item["entry"]["source_id"]
+                    if erp_id != erp.pk:
+                        outcomes[entry_id] = (
+                            "cannot re-sync: its project's time now posts to another ERP"
+                        )
+                        continue
+                    outcomes[entry_id] = _repost(erp, erp_client, item, posted)
+            for entry_id in chunk:
+                outcomes.setdefault(
+                    entry_id,
+                    f"cannot re-sync: not an approved time entry in {psa.name} (deleted, or "
+                    "its approval withdrawn)",
+                )
+        for entry_id, bill_id in posted:
+            psa_client.set_reference(
+                "TimeEntry", entry_id, ref=bill_id, model="TimeBill", status="synced"
+            )
+    finally:
+        psa_client.close()
+        erp_client.close()
+        buffer.flush()
+    if posted:
+        audit.record(
+            "erp.time_bills.reposted",
+            f"{len(posted)} time entries of {psa.name} re-posted to {erp.name}",
+            connection=erp.name,
+            entries=[entry_id for entry_id, _ in posted][:500],
+            idempotency_key="externalId = the PSA time entry id",
+        )
+    return {i: outcomes[i] for i in wanted}
+
+
+def _repost(
+    erp: Connection, client: Any, item: dict[str, Any], posted: list[tuple[str, str]]
+) -> str:
+    """Upsert one entry's time bill by externalId; what happened, in words."""
+    entry = schemas.TimeEntry.model_validate(item["entry"])
+    body = netsuite_mapping.time_bill_from_entry(
+        entry,
+        employee_id=item["employee_id"],
+        job_id=item["job_id"],
+        subsidiary_id=item["subsidiary_id"],
+    )
+    try:
+        bill_id = client.upsert_by_external_id("timeBill", entry.source_id, body)
+    except ConnectorValidationError as exc:
+        return f"cannot re-sync: {erp.name} refused it: {exc.message}"
+    posted.append((entry.source_id, bill_id))
+    return f"posted to {erp.name} as time bill {bill_id}"
 
 
 def _projects(psa: Connection, workspace_ids: set[str]) -> dict[str, Project]:

@@ -197,6 +197,41 @@ def restart_run(run: SyncRun, *, actor: User | None = None, reason: str = "resta
     )
 
 
+def rerun_steps(
+    run: SyncRun, steps: list[str], *, actor: User | None = None, reason: str = "re-sync"
+) -> bool:
+    """Run the named steps of a finished run again (a re-sync: reconciliation found a
+    target out of step with what the run wrote), with the run's input as it is now; steps
+    not named keep their results, a failed step runs again too. Each step looks in its
+    target before it writes (by external id or binding), so a re-run corrects a record and
+    never creates a second one. Returns False when the run is pending or running."""
+    from .workflows.registry import get_workflow
+
+    unknown = sorted(set(steps) - set(get_workflow(run.workflow).step_names()))
+    if unknown or not steps:
+        raise ValueError(f"not steps of {run.workflow}: {', '.join(unknown) or 'none named'}")
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update(of=("self",)).get(pk=run.pk)
+        if run.status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+            return False
+        run.steps.filter(Q(name__in=steps) | Q(status=StepStatus.FAILED)).update(
+            status=StepStatus.PENDING
+        )
+        run.status = RunStatus.PENDING
+        run.save(update_fields=["status"])
+        audit.record(
+            "run.rerun",
+            f"Run {run.pk} ({run.workflow}) re-running {', '.join(steps)}: {reason}",
+            actor=actor,
+            obj=run,
+            correlation_id=run.correlation_id,
+            steps=list(steps),
+        )
+        enqueue_run(run)
+    logger.info("run %s re-running %s (%s)", run.pk, ", ".join(steps), reason)
+    return True
+
+
 def _requeue(
     run: SyncRun, *, again: Q, action: str, summary: str, actor: User | None, reason: str
 ) -> bool:

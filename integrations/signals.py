@@ -29,3 +29,13 @@ posting_rejected = Signal()
 #: entries of a posting batch reached the ERP (created, or found there already): batch
 #: (integrations.models.PostingBatch), entry_ids (the PSA ids of those entries)
 entries_posted = Signal()
+#: the payments sync read what the ERP says of invoices Throughline raised (each one's total
+#: and what remains to be paid): erp (Connection), invoices (a list of
+#: integrations.payments.InvoiceAmounts). Sent whether or not anything changed: receivers
+#: keep what they need (a change of an amount).
+invoice_amounts_seen = Signal()
+#: the ERP closed an accounting period and these revenue schedule lines fall in it (what it
+#: recognised): erp (Connection), period (canonical AccountingPeriod), lines (a list of
+#: canonical RecognisedRevenue). Sent inside the transaction that moves the read
+#: watermark past the period, so a receiver's writes commit with it or not at all.
+revenue_recognised = Signal()

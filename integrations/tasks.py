@@ -17,6 +17,7 @@ from .postings import collect_expenses, collect_time_entries, post_batch, report
 from .psa_feed import read_psa_events
 from .queues import queue_for
 from .reference_data import sync_exchange_rates, sync_people
+from .revenue import sync_recognised_revenue
 from .workflows.engine import execute_run, execute_runs
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,18 @@ def sync_reference_data() -> dict:
         for psa in psas:
             matched += sync_people(erp, psa).matched
     return {"people": matched, "rates": rates}
+
+
+@shared_task(name="integrations.sync_recognised_revenue")
+def sync_recognised_revenue_task(connection_id: int) -> dict:
+    result = sync_recognised_revenue(Connection.objects.get(pk=connection_id))
+    return {"periods": result.periods, "lines": result.lines}
+
+
+@shared_task(name="integrations.sync_all_recognised_revenue")
+def sync_all_recognised_revenue() -> int:
+    """What each NetSuite ERP recognised (closed periods' revenue lines), read back."""
+    return _for_each_connection([sync_recognised_revenue_task], SystemKind.ERP, Vendor.NETSUITE)
 
 
 @shared_task(name="integrations.bench_noop", ignore_result=True)

@@ -93,7 +93,7 @@ COMPARISONS: tuple[Comparison, ...] = (
             "legal entity and currency."
         ),
         date_means="not compared",
-        extra_fields=("name", "country"),
+        extra_fields=("name", "country", "legal_entity", "currency"),
         owner="sales_ops",
         source_puller=f"{P}.customers.crm_accounts",
         target_puller=f"{P}.customers.erp_customers",
@@ -129,7 +129,7 @@ COMPARISONS: tuple[Comparison, ...] = (
             "legal entity and status."
         ),
         date_means="the project's start date",
-        extra_fields=("name",),
+        extra_fields=("name", "legal_entity"),
         owner="pmo",
         source_puller=f"{P}.projects.psa_projects",
         target_puller=f"{P}.projects.erp_projects",

@@ -126,6 +126,8 @@ class SnapshotRecord(models.Model):
     #: the compared date as days since 1970-01-01 (portable arithmetic in SQL)
     day = models.IntegerField(null=True, blank=True)
     digest = models.CharField(max_length=40, blank=True, help_text="hash of the other fields")
+    #: records.comparison_hash of cmp_amount, status, day and digest
+    cmp_hash = models.BigIntegerField(default=0)
     fields = models.JSONField(default=dict, blank=True, help_text="the compared values, shown")
     modified_at = models.DateTimeField(null=True, blank=True, help_text="in its own system")
     #: the run whose pull last saw the record (a full pull removes the rows it did not see)
@@ -137,7 +139,20 @@ class SnapshotRecord(models.Model):
                 fields=["definition", "side", "native_id"], name="snapshot_unique_native"
             )
         ]
-        indexes = [models.Index(fields=["definition", "side", "key"], name="snapshot_key")]
+        indexes = [
+            # the comparison's join reads only this index (PostgreSQL: an index-only scan)
+            models.Index(
+                fields=["definition", "side", "key"],
+                include=["id", "copies", "cmp_hash"],
+                name="snapshot_key",
+            ),
+            # the duplicates: few rows, found without reading the others
+            models.Index(
+                fields=["definition", "side", "key"],
+                condition=models.Q(copies__gt=1),
+                name="snapshot_copies",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.side} {self.key} ({self.native_id})"
@@ -178,6 +193,9 @@ class Run(models.Model):
     accepted = models.PositiveIntegerField(default=0)
     #: [{"legal_entity", "currency", "amount", "differences"}]: money at risk per legal entity
     at_risk = models.JSONField(default=list, blank=True)
+    #: [{"legal_entity", "compared", "matched", "accepted"}]: the counts per legal entity, as
+    #: classified (final once the run is done: the revenue posting accuracy KPI reads them)
+    by_entity = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

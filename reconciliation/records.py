@@ -55,3 +55,12 @@ def digest(fields: dict[str, str], compared: tuple[str, ...]) -> str:
     return hashlib.sha1(
         json.dumps(chosen, sort_keys=True).encode(), usedforsecurity=False
     ).hexdigest()
+
+
+def comparison_hash(cmp_amount: int | None, status: str, day: int | None, digest_: str) -> int:
+    """A signed 64-bit hash of a snapshot row's compared values. The comparison joins the two
+    sides on their keys carrying only this (a narrow, index-only join) and compares the
+    values themselves, with their tolerances, only where the hashes differ. Equal values
+    always give equal hashes; unequal values collide with a probability of 2^-64."""
+    raw = f"{cmp_amount}|{status}|{day}|{digest_}".encode()
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big", signed=True)

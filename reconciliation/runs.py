@@ -39,6 +39,7 @@ def request_run(
     the same snapshot at once."""
     from .tasks import run_reconciliation
 
+    definition.refresh_from_db()  # the watermarks decide the mode: never a stale copy
     active = _active_run(definition)
     if active is not None:
         return active
@@ -107,34 +108,37 @@ def execute(run_id: int) -> Run:
             _pull_side(run, comparison, converter, side, full=full)
         _update(run, status=Run.Status.COMPARING, phase="comparing both sides")
         started = time.perf_counter()
-        outcome = compare.classify(run)
+        outcome = compare.classify(run, source_records=run.source_records)
         elapsed_ms = int((time.perf_counter() - started) * 1000)
-        _update(
-            run,
-            status=Run.Status.DONE,
-            phase="done",
-            finished_at=timezone.now(),
-            compare_ms=elapsed_ms,
-            matched=outcome.matched,
-            missing_in_target=outcome.missing_in_target,
-            missing_in_source=outcome.missing_in_source,
-            field_mismatch=outcome.field_mismatch,
-            duplicate=outcome.duplicate,
-            accepted=outcome.accepted,
-            at_risk=compare.at_risk(run),
-        )
+        with transaction.atomic():
+            # done and its consequences (the KPI rollups) commit together
+            _update(
+                run,
+                status=Run.Status.DONE,
+                phase="done",
+                finished_at=timezone.now(),
+                compare_ms=elapsed_ms,
+                matched=outcome.matched,
+                missing_in_target=outcome.missing_in_target,
+                missing_in_source=outcome.missing_in_source,
+                field_mismatch=outcome.field_mismatch,
+                duplicate=outcome.duplicate,
+                accepted=outcome.accepted,
+                at_risk=compare.at_risk(run),
+                by_entity=compare.by_entity(run),
+            )
+            run_finished.send(sender=Run, run=run, error=None)
     except Exception as exc:
         logger.exception("reconciliation run %s failed", run.pk)
         _update(
             run,
             status=Run.Status.FAILED,
-            phase="failed",
+            phase=f"failed while {run.phase}"[:200],
             finished_at=timezone.now(),
             error=f"{type(exc).__name__}: {exc}"[:2000],
         )
         run_finished.send(sender=Run, run=run, error=exc)
         raise
-    run_finished.send(sender=Run, run=run, error=None)
     return run
 
 
@@ -167,6 +171,8 @@ def _pull_side(
         newest = comparison.puller(side)(context)
         sink.finish(full=since is None)
     finally:
+        if "client" in context.__dict__:  # built on first use (a cached property)
+            context.client.close()
         calls.flush()
     progress(sink.pulled)
     records = sink.records_now()

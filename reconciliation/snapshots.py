@@ -15,7 +15,7 @@ from django.db.models import Count
 from .catalogue import Comparison
 from .conversion import Converter, RateMissing
 from .models import Definition, SnapshotRecord
-from .records import PulledRecord, day_number, digest, minor_units
+from .records import PulledRecord, comparison_hash, day_number, digest, minor_units
 
 BATCH = 1000
 
@@ -28,6 +28,7 @@ UPDATE_FIELDS = [
     "status",
     "day",
     "digest",
+    "cmp_hash",
     "fields",
     "modified_at",
     "seen_in_run",
@@ -106,6 +107,9 @@ class SnapshotSink:
                 converted = None
                 record.fields.setdefault("conversion", str(exc))
             cmp_amount = minor_units(converted)
+        status = record.status[:40]
+        day = day_number(record.day)
+        fingerprint = digest(record.fields, self.comparison.extra_fields)
         return SnapshotRecord(
             definition=self.definition,
             side=self.side,
@@ -115,9 +119,10 @@ class SnapshotSink:
             currency=(currency or "")[:3],
             amount=minor_units(record.amount),
             cmp_amount=cmp_amount,
-            status=record.status[:40],
-            day=day_number(record.day),
-            digest=digest(record.fields, self.comparison.extra_fields),
+            status=status,
+            day=day,
+            digest=fingerprint,
+            cmp_hash=comparison_hash(cmp_amount, status, day, fingerprint),
             fields={
                 **record.fields,
                 **(

@@ -22,3 +22,12 @@ def scheduled_run(definition_id: int) -> int | None:
     if definition is None:
         return None
     return runs.request_run(definition, trigger="schedule").pk
+
+
+@shared_task(name="reconciliation.silent_failure_audit")
+def silent_failure_audit() -> dict[str, int]:
+    """Beat task (SILENT_AUDIT_INTERVAL_SECONDS): reconciliation.silent_audit."""
+    from .silent_audit import run_audit
+
+    audit = run_audit()
+    return {"audit": audit.pk, "events": audit.events, "silent": audit.silent}

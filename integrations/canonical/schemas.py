@@ -23,6 +23,8 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Money = Annotated[Decimal, Field(max_digits=18, decimal_places=2, ge=0)]
+#: a percentage (e.g. a margin: 35.50 means 35.5 %), negative allowed
+Percent = Annotated[Decimal, Field(max_digits=5, decimal_places=2, ge=-100, le=100)]
 Region = Literal["EMEA", "Americas", "APAC"]
 SystemKind = Literal["crm", "psa", "erp"]
 BillingModel = Literal["fixed_fee", "time_and_materials", "retainer"]
@@ -89,6 +91,8 @@ class Opportunity(CanonicalModel):
     modified_at: dt.datetime | None = None
     erp_customer_id: ShortText | None = None
     psa_project_id: ShortText | None = None
+    #: the margin the deal was sold at, in % of its value (the CRM's planned margin)
+    planned_margin: Percent | None = None
 
 
 class Contract(CanonicalModel):
@@ -212,6 +216,8 @@ class TimeEntry(CanonicalModel):
     cost_rate: Money | None = None
     currency: CurrencyCode | None = None
     notes: ShortText = ""
+    #: when the PSA counted the entry as approved (see the PSA's mapping for what it reads)
+    approved_at: dt.datetime | None = None
 
 
 class Expense(CanonicalModel):
@@ -329,6 +335,30 @@ class RevenueSchedule(CanonicalModel):
     lines: tuple[RevenueScheduleLine, ...]
 
 
+class AccountingPeriod(CanonicalModel):
+    """A month of the ERP's accounting calendar; closed: its books are final."""
+
+    SCHEMA = ("accounting_period", 1)
+    source_id: Code
+    name: ShortText
+    start_date: dt.date
+    end_date: dt.date
+    closed: bool
+
+
+class RecognisedRevenue(CanonicalModel):
+    """A revenue schedule line as the ERP holds it for a closed accounting period: revenue
+    the ERP recognised."""
+
+    SCHEMA = ("recognised_revenue", 1)
+    source_id: Code
+    key: ShortText
+    contract_key: ShortText
+    period_start: dt.date
+    amount: Money
+    currency: CurrencyCode
+
+
 SCHEMAS: dict[tuple[str, int], type[CanonicalModel]] = {
     cls.SCHEMA: cls
     for cls in (
@@ -357,6 +387,8 @@ SCHEMAS: dict[tuple[str, int], type[CanonicalModel]] = {
         SubcontractorCharge,
         RevenueScheduleLine,
         RevenueSchedule,
+        AccountingPeriod,
+        RecognisedRevenue,
     )
 }
 

@@ -11,11 +11,25 @@ Fault rules, as JSON posted to `/__standin__/faults`:
      "times": 2, "delay_ms": 0, "headers": {"Retry-After": "1"}, "body": {...}}
 `path` is a regular expression searched in the request path; `times` null means until
 cleared; without `body` the vendor's own error shape is used.
+
+Records, as a person edits them in the demo (`{name}` a collection, `{rid}` a record id):
+    GET    /__standin__/records/{name}            every record of the collection
+    GET    /__standin__/records/{name}/{rid}      one record
+    POST   /__standin__/records/{name}/{rid}      merge a JSON object of fields into it
+    DELETE /__standin__/records/{name}/{rid}      remove it (`POST .../{rid}/delete` from a form)
+    POST   /__standin__/records/{name}/{rid}/copy a duplicate under a new id, with the fields of
+                                                  an optional JSON object laid over it (201)
+An edit or a copy stamps the record's vendor modification time (NetSuite lastModifiedDate,
+Kantata updated_at, Salesforce LastModifiedDate/SystemModstamp), so an incremental read sees
+it, unless the edit sets that field itself; a copy also gets what the vendor numbers on create.
+Each vendor state says how through three hooks: `stamp_modified`, `prepare_copy` and
+`records_changed` (its indexes and caches). Form posts (the HTML page) redirect to the page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import html
 import itertools
 import json
@@ -123,6 +137,24 @@ class StandinState:
             number = self._next_id
             self._next_id += 1
             return number
+
+    # -- hooks of the control surface's record edits (see `control_routes`) -----------------
+    def stamp_modified(self, name: str, record: dict[str, Any]) -> None:
+        """Set `record`'s vendor modification time (collection `name`) to now, so an
+        incremental read sees a control edit; vendors override (the default stamps nothing)."""
+
+    def prepare_copy(self, name: str, record: dict[str, Any]) -> str:
+        """Give a control copy of a record its new id, and whatever else the vendor numbers
+        on create; return the id (the default: the next number, in `id`)."""
+        rid = str(self.next_number())
+        record["id"] = rid
+        return rid
+
+    def records_changed(
+        self, name: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+    ) -> None:
+        """Keep derived state (indexes, caches) in step with a control edit (`before` and
+        `after`), copy (`before` None) or deletion (`after` None). Called under `lock`."""
 
     # -- persistence (the demo keeps its stand-ins' data across restarts) -----------------
     #: vendor attributes beyond the collections that a restart must keep (JSON-safe values)
@@ -327,7 +359,8 @@ def control_routes(state: StandinState) -> list[BaseRoute]:
             return JSONResponse({"records": list(state.collections.get(name, {}).values())})
 
     async def record(request: Request) -> Response:
-        """GET a record as JSON; POST (JSON or a form's `json` field) merges fields into it."""
+        """GET a record as JSON; POST (JSON or a form's `json` field) merges fields into it
+        and stamps its vendor modification time; DELETE removes it."""
         name, rid = request.path_params["name"], request.path_params["rid"]
         with state.lock:
             current = state.collections.get(name, {}).get(rid)
@@ -335,23 +368,68 @@ def control_routes(state: StandinState) -> list[BaseRoute]:
             return JSONResponse({"error": "no such record"}, status_code=404)
         if request.method == "GET":
             return JSONResponse(current)
-        is_form = request.headers.get("content-type", "").startswith(
-            ("application/x-www-form-urlencoded", "multipart/form-data")
-        )
+        if request.method == "DELETE":
+            return _delete(name, rid, is_form=False)
+        is_form = _is_form(request)
         try:
-            if is_form:
-                changes = json.loads(await _form_field(request, "json"))
-            else:
-                changes = await request.json()
-            if not isinstance(changes, dict):
-                raise ValueError("send a JSON object of fields to change")
+            changes = await _changes(request, is_form, required=True)
         except ValueError as exc:
             return JSONResponse({"error": f"bad JSON: {exc}"}, status_code=400)
         with state.lock:
+            before = dict(current)
             current.update(changes)
+            state.stamp_modified(name, current)
+            dict.update(current, changes)  # a modification time set by hand wins the stamp
+            state.records_changed(name, before, current)
         if is_form:
             return RedirectResponse(f"{CONTROL_PREFIX}/", status_code=303)
         return JSONResponse(current)
+
+    async def delete_form(request: Request) -> Response:
+        """The page's way to delete (an HTML form cannot send DELETE)."""
+        return _delete(request.path_params["name"], request.path_params["rid"], is_form=True)
+
+    def _delete(name: str, rid: str, *, is_form: bool) -> Response:
+        with state.lock:
+            removed = state.collections.get(name, {}).pop(rid, None)
+            if removed is not None:
+                state.records_changed(name, dict(removed), None)
+        if removed is None:
+            return JSONResponse({"error": "no such record"}, status_code=404)
+        if is_form:
+            return RedirectResponse(f"{CONTROL_PREFIX}/", status_code=303)
+        return JSONResponse({"deleted": {"collection": name, "id": rid}})
+
+    async def copy_record(request: Request) -> Response:
+        """POST: a duplicate of the record under a new id, with the fields of an optional
+        JSON object laid over it; answers the copy (201)."""
+        name, rid = request.path_params["name"], request.path_params["rid"]
+        is_form = _is_form(request)
+        try:
+            changes = await _changes(request, is_form, required=False)
+            if {"id", "Id"} & changes.keys():
+                raise ValueError("the copy's id is given by the stand-in")
+        except ValueError as exc:
+            return JSONResponse({"error": f"bad JSON: {exc}"}, status_code=400)
+        with state.lock:
+            original = state.collections.get(name, {}).get(rid)
+            if original is None:
+                return JSONResponse({"error": "no such record"}, status_code=404)
+            duplicate = _clone(original)
+            new_id = state.prepare_copy(name, duplicate)
+            table = state.table(name)
+            if new_id in table:
+                return JSONResponse(
+                    {"error": f"the new id {new_id} is taken in {name}"}, status_code=409
+                )
+            dict.update(duplicate, changes)
+            state.stamp_modified(name, duplicate)
+            dict.update(duplicate, changes)
+            table[new_id] = duplicate
+            state.records_changed(name, None, duplicate)
+        if is_form:
+            return RedirectResponse(f"{CONTROL_PREFIX}/", status_code=303)
+        return JSONResponse(duplicate, status_code=201)
 
     async def page(request: Request) -> Response:
         return HTMLResponse(_render_page(state))
@@ -364,8 +442,41 @@ def control_routes(state: StandinState) -> list[BaseRoute]:
         Route(f"{CONTROL_PREFIX}/reset", reset, methods=["POST"]),
         Route(f"{CONTROL_PREFIX}/revoke-tokens", revoke, methods=["POST"]),
         Route(f"{CONTROL_PREFIX}/records/{{name}}", collection),
-        Route(f"{CONTROL_PREFIX}/records/{{name}}/{{rid}}", record, methods=["GET", "POST"]),
+        Route(
+            f"{CONTROL_PREFIX}/records/{{name}}/{{rid}}", record, methods=["GET", "POST", "DELETE"]
+        ),
+        Route(f"{CONTROL_PREFIX}/records/{{name}}/{{rid}}/copy", copy_record, methods=["POST"]),
+        Route(f"{CONTROL_PREFIX}/records/{{name}}/{{rid}}/delete", delete_form, methods=["POST"]),
     ]
+
+
+def _is_form(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    )
+
+
+async def _changes(request: Request, is_form: bool, *, required: bool) -> dict[str, Any]:
+    """The JSON object of fields a control edit sends (a form sends it in its `json` field);
+    ValueError when it is not one. An empty body is no changes, unless `required`."""
+    if is_form:
+        text = await _form_field(request, "json")
+    else:
+        text = (await request.body()).decode("utf-8", errors="replace")
+    if not text.strip() and not required:
+        return {}
+    changes = json.loads(text)
+    if not isinstance(changes, dict):
+        raise ValueError("send a JSON object of fields to change")
+    return changes
+
+
+def _clone(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a record of the same class (a vendor's record type), nothing nested shared."""
+    clone = copy.copy(record)
+    for key, value in record.items():
+        dict.__setitem__(clone, key, copy.deepcopy(value))
+    return clone
 
 
 def _render_page(state: StandinState) -> str:
@@ -377,7 +488,7 @@ def _render_page(state: StandinState) -> str:
         "td,th{vertical-align:top;padding:.3rem;border-bottom:1px solid #ddd}</style>",
         f"<h1>{esc(state.vendor)} stand-in</h1>",
         "<p>A local copy of the vendor API for tests and the demo. Edit a record's fields as "
-        "JSON and save; the change is live for the next API call.</p>",
+        "JSON and save, copy it or delete it; the change is live for the next API call.</p>",
     ]
     with state.lock:
         snapshot = {k: dict(v) for k, v in state.collections.items()}
@@ -390,7 +501,10 @@ def _render_page(state: StandinState) -> str:
                 f"<tr><th>{esc(rid)}</th><td><pre>{body}</pre></td><td>"
                 f"<form method=post action='{action}'>"
                 f"<textarea name=json aria-label='changes to {esc(name)} {esc(rid)}'>{{}}"
-                "</textarea><br><button>Save changes</button></form></td></tr>"
+                "</textarea><br><button>Save changes</button></form>"
+                f"<form method=post action='{action}/copy'><button>Copy</button></form>"
+                f"<form method=post action='{action}/delete'><button>Delete</button></form>"
+                "</td></tr>"
             )
         parts.append("</table>")
     return "".join(parts)

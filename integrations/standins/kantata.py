@@ -127,7 +127,9 @@ Paging cost: a list computes its matching ids once, at page 1 (or offset 0), and
 while nothing changes (the state's `generation`, bumped by every write through the API, the
 control routes and any POST under `/__standin__/`), so reading 20,000 time entries in pages
 of 200 filters and sorts once; external references are found through an index by subject.
-A test that edits records in place mid-read calls `KantataState.touch()`.
+A test that edits records in place mid-read calls `KantataState.touch()`. An edit or a copy
+through the generic `/__standin__/records` controls stamps the record's `updated_at` (so
+`updated_after` finds it; no event is recorded), a copy takes the next id of the one counter.
 
 Money: a workspace's writable budget is `price` in currency units (an integer, or a decimal
 string with at most the currency's minor digits); answers carry `price` formatted
@@ -747,6 +749,24 @@ class KantataState(StandinState):
         endpoint and `/__standin__/` POST already does this."""
         with self.lock:
             self.generation += 1
+
+    # -- the control surface's record edits (see standins.common) --------------------------
+    def stamp_modified(self, name: str, record: dict[str, Any]) -> None:
+        if "updated_at" in record:
+            record["updated_at"] = _now()
+
+    def records_changed(
+        self, name: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+    ) -> None:
+        self._ref_index_size = -1  # rebuilt at the next lookup
+        if (
+            name == "workspaces"
+            and after is not None
+            and after.get("status_key") in STATUSES
+            and isinstance(after.get("currency"), str)
+        ):
+            finish_workspace(after)  # an edited status_key shows in `status`, as after a PUT
+        self.touch()
 
     # -- external reference index ---------------------------------------------------------
     def references_of(self, subject_type: str, subject_id: str) -> dict[str, str]:

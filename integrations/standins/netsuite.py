@@ -201,8 +201,11 @@ is reported to charge less: not confirmed): the records saved so far stay saved 
 answers 400 SSS_USAGE_LIMIT_EXCEEDED, as NetSuite does when a script runs out of units. The
 default (0) does not meter. The RESTlet keeps an index by externalId: a batch never scans a
 table for it (the upsert of a customer or job with an entityId does scan, to refuse a
-duplicate entityId as NetSuite does on save). An externalId changed by hand through the
-generic `/__standin__/records` editor is indexed only at the next reset or restore.
+duplicate entityId as NetSuite does on save). Edits, copies and deletions through the generic
+`/__standin__/records` controls keep the index in step (the oldest record holding an
+externalId answers for it, so an upsert after a copy updates the original) and stamp
+lastModifiedDate; a copy gets the next internal id of its sequence, a new tranId (a
+customer or job a new entityId) and its creation date.
 
 Errors use NetSuite's shape: `{type, title, status, "o:errorDetails": [{detail, "o:errorCode",
 "o:errorPath"?, "o:errorQueryParam"?, "o:errorHeader"?, "o:urlPath"?}]}`.
@@ -1052,6 +1055,43 @@ class NetSuiteState(StandinState):
                 self.eid_index[record_type].pop(external_id, None)
                 return None
             return record
+
+    # -- the control surface's record edits (see standins.common) --------------------------
+    def stamp_modified(self, name: str, record: dict[str, Any]) -> None:
+        if "lastModifiedDate" in record:
+            record["lastModifiedDate"] = iso(utcnow())
+
+    def prepare_copy(self, name: str, record: dict[str, Any]) -> str:
+        rid = self.next_id(name)
+        record["id"] = rid
+        if name in ("customer", "job"):  # the entity id is unique: the copy is auto-numbered
+            record["entityId"] = f"{'CUST' if name == 'customer' else 'PRJ'}{rid}"
+        if name in TRAN_PREFIXES:
+            record["tranId"] = self.next_tran_id(name)
+        created = CREATED_FIELDS.get(name)
+        if created:
+            record[created] = iso(utcnow())
+        return rid
+
+    def records_changed(
+        self, name: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+    ) -> None:
+        externals = {r.get("externalId") for r in (before, after) if isinstance(r, dict)}
+        index = self.eid_index.setdefault(name, {})
+        for external in externals:
+            if not isinstance(external, str) or not external:
+                continue
+            holders = [
+                rid
+                for rid, record in self.table(name).items()
+                if isinstance(record, dict) and record.get("externalId") == external
+            ]
+            if holders:
+                index[external] = min(holders, key=_sort_key)
+            else:
+                index.pop(external, None)
+        if name == "accountingperiod":
+            self.period_memo = None
 
     # -- accounting periods -----------------------------------------------------------------
     def period_for(self, day: date) -> tuple[dict[str, Any] | None, bool]:
@@ -2942,6 +2982,7 @@ SUITEQL_COLUMNS.update(
             "memo": "memo",
             "externalid": "externalId",
             "foreigntotal": "total",
+            "taxtotal": "taxTotal",
             "foreignamountremaining": "amountRemaining",
             "foreignamountpaid": "amountPaid",
             "createddate": "createdDate",
@@ -3040,6 +3081,7 @@ NUMBER_COLUMNS = frozenset(
         "laborcost",
         "exchangerate",
         "foreigntotal",
+        "taxtotal",
         "foreignamountremaining",
         "foreignamountpaid",
         "hours",

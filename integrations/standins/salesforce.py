@@ -98,8 +98,10 @@ Standard objects beyond the first three (Salesforce Object Reference):
 
 The "Throughline managed package" (custom objects and fields this project installs):
 * Opportunity: `Legal_Entity__c`, `Project_Template__c`, `Throughline_ERP_Customer_Id__c`,
-  `Throughline_PSA_Project_Id__c`, `Throughline_Key__c` (see above) and `Billing_Model__c`
-  (restricted picklist: Fixed Fee, Time and Materials, Retainer).
+  `Throughline_PSA_Project_Id__c`, `Throughline_Key__c` (see above), `Billing_Model__c`
+  (restricted picklist: Fixed Fee, Time and Materials, Retainer) and `Planned_Margin__c`
+  (percent: the margin the deal was sold at, 35 meaning 35 %; optional; served as a JSON
+  number, like Salesforce's percent fields).
 * `Contract_Amendment__c` - `Name` (auto number AMD-00001, read-only), `Opportunity__c`
   (master-detail to Opportunity, relationship `Opportunity__r`; required, create-only),
   `New_Total_Value__c` (currency, required), `Effective_Date__c` (date, required),
@@ -141,11 +143,13 @@ Control endpoints of this stand-in (besides the shared ones):
   The configuration survives snapshot/restore (the snapshot file holds the secret in clear:
   demo data only) but not `/__standin__/reset`, which also drops events still queued.
 * `POST /__standin__/salesforce/close-deal {"account_id"?, "amount"?, "legal_entity"?,
-  "template"?, "billing_model"?, "sales_cycle_days"?}` creates an Opportunity (created
-  `sales_cycle_days` ago, default 21, with an Accepted Quote created half-way), then moves it
-  to Closed Won (history rows; the webhook fires); answers 201 `{"id", "quote_id"}`.
-  Defaults: Northwind, 50000.00 in the account's currency, the legal entity of the account's
-  country (GB UK01, US US01, DE DE01), FIXED-3, the billing model of the template.
+  "template"?, "billing_model"?, "sales_cycle_days"?, "planned_margin"?, "close_date"?}`
+  creates an Opportunity (created `sales_cycle_days` ago, default 21, with an Accepted Quote
+  created half-way), then moves it to Closed Won (history rows; the webhook fires); answers
+  201 `{"id", "quote_id"}`. Defaults: Northwind, 50000.00 in the account's currency, the
+  legal entity of the account's country (GB UK01, US US01, DE DE01), FIXED-3, the billing
+  model of the template, a planned margin of 30 % (null: none), CloseDate today (a past
+  `close_date` is a deal entered late; a future one is refused).
 * `POST /__standin__/salesforce/approve-amendment {"id"}` sets the amendment's Status__c to
   Approved (the webhook fires; approving an approved amendment changes nothing).
 
@@ -158,7 +162,8 @@ deals closed four days before it, open ones close 44 days after it):
     Account  0015g00000Tl004AAB  Umbrella Advisory LLC      Raccoon City US USD (none)
     Account  0015g00000Tl005AAB  Contoso Partners Ltd       Manchester GB  GBP  GB987654321
     Contact  0035g00000Tl001AAB .. 0035g00000Tl005AAB, one per account, same order
-    Opportunity (Legal_Entity__c, Project_Template__c, Billing_Model__c; ERP/PSA ids null):
+    Opportunity (Legal_Entity__c, Project_Template__c, Billing_Model__c; ERP/PSA ids null;
+    Planned_Margin__c 35, 30, 40, 25, 35 and 45 % in this order):
       0065g00000Tl001AAB Northwind Finance transformation Closed Won 120000.00 GBP UK01 FIXED-3
       0065g00000Tl002AAB Globex    ERP rollout phase 1    Closed Won 250000.00 USD US01 TM-STD
       0065g00000Tl003AAB Initech   Cloud migration        Closed Won  90000.00 EUR DE01 FIXED-3
@@ -289,6 +294,7 @@ SOBJECTS: dict[str, dict[str, str]] = {
         "Legal_Entity__c": "string",
         "Project_Template__c": "string",
         "Billing_Model__c": "picklist",
+        "Planned_Margin__c": "percent",
         "Throughline_ERP_Customer_Id__c": "string",
         "Throughline_PSA_Project_Id__c": "string",
         "Throughline_Key__c": "string",
@@ -524,6 +530,40 @@ def _demo_amount(value: Any) -> Decimal:
     return amount.quantize(Decimal("0.01"))
 
 
+#: the close-deal endpoint's planned margin when none is given (%)
+DEFAULT_PLANNED_MARGIN = 30.0
+
+
+def _demo_margin(value: Any) -> float | None:
+    """The close-deal planned margin: a percent from -100 to 100 with at most two decimals,
+    or None (the deal has none)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("planned_margin must be a number")
+    try:
+        margin = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise ValueError("planned_margin must be a number") from exc
+    if not margin.is_finite() or not -100 <= margin <= 100:
+        raise ValueError("planned_margin must lie from -100 to 100, with at most two decimals")
+    if margin != margin.quantize(Decimal("0.01")):
+        raise ValueError("planned_margin must lie from -100 to 100, with at most two decimals")
+    return float(margin)
+
+
+def _demo_close_date(value: Any) -> date | None:
+    """The close-deal CloseDate (a deal entered late: its CloseDate lies in the past)."""
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("close_date must be a date like 2026-08-15") from None
+
+
 def format_datetime(value: datetime) -> str:
     """Salesforce's datetime format: `2026-11-25T10:22:00.000+0000` (UTC, whole seconds)."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
@@ -662,6 +702,23 @@ class SalesforceState(StandinState):
     def now(self) -> datetime:
         return self.clock().astimezone(UTC).replace(microsecond=0)
 
+    # -- the control surface's record edits (see standins.common) --------------------------
+    def stamp_modified(self, name: str, record: dict[str, Any]) -> None:
+        """LastModifiedDate and SystemModstamp (an edit's SObjectRecord.update stamps them
+        already; a copy is stamped here), without a history row or an outbound event."""
+        schema = SOBJECTS.get(name, {})
+        stamp = format_datetime(self.now())
+        fields = [k for k in ("LastModifiedDate", "SystemModstamp") if k in schema]
+        dict.update(record, dict.fromkeys(fields, stamp))
+
+    def prepare_copy(self, name: str, record: dict[str, Any]) -> str:
+        """A copy of an SObject gets an 18-char id of its type and CreatedDate now."""
+        if name not in KEY_PREFIXES:
+            return super().prepare_copy(name, record)
+        rid = self.new_id(name)
+        dict.update(record, {"Id": rid, "CreatedDate": format_datetime(self.now())})
+        return rid
+
     def seed(self) -> None:
         reset_at = self.now()
         base = reset_at - timedelta(days=1)
@@ -725,8 +782,9 @@ class SalesforceState(StandinState):
             (4, "Data platform", "Negotiation/Review", 180000.00, "GBP", "UK01", "FIXED-3", fixed),
             (1, "Support retainer", "Prospecting", 60000.00, "USD", "US01", "TM-STD", retainer),
         ]  # fmt: skip
+        planned_margins = (35.0, 30.0, 40.0, 25.0, 35.0, 45.0)
         opp_ids: list[str] = []
-        for index, row in enumerate(opportunities):
+        for index, (row, margin) in enumerate(zip(opportunities, planned_margins, strict=True)):
             account, name, stage, amount, currency, entity, template, billing = row
             won = stage == "Closed Won"
             opp_ids.append(
@@ -742,6 +800,7 @@ class SalesforceState(StandinState):
                         "Legal_Entity__c": entity,
                         "Project_Template__c": template,
                         "Billing_Model__c": billing,
+                        "Planned_Margin__c": margin,
                     },
                     created=(won_at + timedelta(minutes=index) - timedelta(days=30))
                     if won
@@ -904,6 +963,8 @@ class SalesforceState(StandinState):
         template: str | None = None,
         billing_model: str | None = None,
         sales_cycle_days: Any = 21,
+        planned_margin: Any = DEFAULT_PLANNED_MARGIN,
+        close_date: Any = None,
     ) -> dict[str, str]:
         """A new Opportunity with an Accepted Quote, moved to Closed Won (see the module
         docstring). ValueError for bad input, LookupError for an unknown account."""
@@ -915,6 +976,8 @@ class SalesforceState(StandinState):
             raise ValueError("sales_cycle_days must be an integer")
         if not 0 <= sales_cycle_days <= 730:
             raise ValueError("sales_cycle_days must lie from 0 to 730")
+        margin = _demo_margin(planned_margin)
+        closed_on = _demo_close_date(close_date)
         for name, value in (("legal_entity", legal_entity), ("template", template)):
             if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 40):
                 raise ValueError(f"{name} must be a string of 1 to 40 characters")
@@ -933,6 +996,9 @@ class SalesforceState(StandinState):
             now = self.now()
             created = now - timedelta(days=sales_cycle_days)
             quoted = now - timedelta(days=sales_cycle_days // 2)
+            closed_on = closed_on or now.date()
+            if closed_on > now.date():
+                raise ValueError("close_date must not lie in the future")
             number = self._sequences.get("Opportunity", 0) + 1
             opp = self.insert(
                 "Opportunity",
@@ -940,12 +1006,13 @@ class SalesforceState(StandinState):
                     "Name": f"{account.get('Name')} - engagement {number}",
                     "StageName": "Prospecting",
                     "Amount": float(deal_amount),
-                    "CloseDate": now.date().isoformat(),
+                    "CloseDate": closed_on.isoformat(),
                     "CurrencyIsoCode": account.get("CurrencyIsoCode") or CORPORATE_CURRENCY,
                     "AccountId": account["Id"],
                     "Legal_Entity__c": entity,
                     "Project_Template__c": template,
                     "Billing_Model__c": billing,
+                    "Planned_Margin__c": margin,
                 },
                 at=created,
                 created_at=created,
@@ -1739,7 +1806,7 @@ def _coerce(state: SalesforceState, sobject: str, name: str, value: Any) -> Any:
                 400, "STRING_TOO_LONG", f"{name}: data value too large", fields=[name]
             )
         return value
-    if kind == "currency":
+    if kind in ("currency", "percent"):
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise SalesforceApiError(
                 400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double for {name}"
@@ -2181,6 +2248,8 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
             "template",
             "billing_model",
             "sales_cycle_days",
+            "planned_margin",
+            "close_date",
         }
         try:
             body = await control_json(request, allow_empty=True)

@@ -36,8 +36,13 @@ WORKFLOW = "release_milestone_billing"
 PAYMENT_TERMS_DAYS = 30
 
 
+def milestone_invoice_key(psa_connection_id: object, story_id: object) -> str:
+    """The canonical key (and ERP externalId) of the invoice of a PSA milestone."""
+    return f"TL-INV-{psa_connection_id}-{story_id}"
+
+
 def invoice_key(ctx: StepContext) -> str:
-    return f"TL-INV-{ctx.run.input['psa_connection']}-{ctx.run.input['story_id']}"
+    return milestone_invoice_key(ctx.run.input["psa_connection"], ctx.run.input["story_id"])
 
 
 def loaded(ctx: StepContext) -> tuple[schemas.MilestoneCompletion, schemas.Opportunity]:

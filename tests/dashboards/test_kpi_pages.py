@@ -54,7 +54,7 @@ def chart_data(html: str) -> dict:
     return json.loads(found.group(1))
 
 
-def test_overview_shows_each_kpi_with_its_status_and_filters_narrow_it(flow):
+def test_overview_shows_each_kpi_with_its_status_and_filters_narrow_it(flow, waiting_kpi):
     client = client_for("finance")
     html = client.get(reverse("dashboards:kpis")).content.decode()
     # 2 of the 4 deals were provisioned at the first pass: 50 %, a breach
@@ -135,7 +135,7 @@ def test_records_page_lists_the_rows_behind_a_bucket(flow):
     assert narrowed.count("data-record=") == 1
 
 
-def test_needs_data_kpis_say_what_they_need(flow):
+def test_needs_data_kpis_say_what_they_need(flow, waiting_kpi):
     client = client_for("finance")
     kpi = next(k for k in kpis.KPIS if not k.live)
     overview = client.get(reverse("dashboards:kpis")).content.decode()

@@ -328,7 +328,7 @@ def test_a_balance_series_is_a_running_total_per_currency(known):
     assert {p.value for p in later.points if p.currency == "GBP"} == {Decimal("8500.00")}
 
 
-def test_series_refuses_what_it_cannot_answer(known):
+def test_series_refuses_what_it_cannot_answer(known, waiting_kpi):
     with pytest.raises(QueryError, match="grain"):
         kpi_queries.series(kpi("won_to_project"), T0, NOW, "week")
     with pytest.raises(QueryError, match="before"):
@@ -336,7 +336,7 @@ def test_series_refuses_what_it_cannot_answer(known):
     with pytest.raises(QueryError, match="at most"):
         kpi_queries.series(kpi("won_to_project"), T0 - dt.timedelta(days=400), NOW, "hour")
     with pytest.raises(QueryError, match="needs"):
-        kpi_queries.series(kpi("dso"), T0, NOW, "day")
+        kpi_queries.series(kpi("revenue_posting_accuracy"), T0, NOW, "day")
 
 
 def test_the_records_of_a_bucket_add_up_to_its_figure(known):
@@ -400,9 +400,14 @@ def test_every_kpi_is_defined_and_the_missing_ones_say_what_they_need():
     for k in kpis.KPIS:
         assert k.name and k.definition and k.formula and k.unit and k.computed_from, k.key
         assert k.direction in ("lower", "higher", "none")
-    assert "reconciliation" in kpi("revenue_posting_accuracy").needs
-    assert "payment" in kpi("dso").needs
-    assert not kpi("dso").live and kpi("backlog").live
+    for key in (
+        "dso",
+        "earned_revenue",
+        "project_margin_variance",
+        "utilization_freshness",
+        "revenue_posting_accuracy",
+    ):
+        assert kpi(key).live and not kpi(key).needs, key
 
 
 # -- the API --------------------------------------------------------------------------------
@@ -415,7 +420,7 @@ def finance_client(known) -> Client:
     return client
 
 
-def test_api_lists_every_kpi_with_its_definition_and_current_value(finance_client):
+def test_api_lists_every_kpi_with_its_definition_and_current_value(finance_client, waiting_kpi):
     listed = finance_client.get("/api/v1/kpis/").json()
     by_key = {k["key"]: k for k in listed}
     assert set(by_key) == {k.key for k in kpis.KPIS}
@@ -424,8 +429,10 @@ def test_api_lists_every_kpi_with_its_definition_and_current_value(finance_clien
     assert rate["thresholds"]["warning"] == "95" and rate["thresholds"]["breach"] == "85"
     assert rate["current"]["status"] in (OK, WARNING, BREACH, NO_DATA)
     assert rate["series_url"].endswith("/api/v1/kpis/provisioning_success_rate/series/")
-    assert by_key["dso"]["live"] is False and by_key["dso"]["current"]["status"] == "needs_data"
-    assert by_key["dso"]["series_url"] is None
+    waiting = by_key["revenue_posting_accuracy"]
+    assert waiting["live"] is False and waiting["current"]["status"] == "needs_data"
+    assert waiting["series_url"] is None
+    assert by_key["dso"]["live"] is True and by_key["dso"]["series_url"]
 
     one = finance_client.get("/api/v1/kpis/backlog/?legal_entity=US01").json()
     assert one["current"]["by_currency"] == {"USD": "8000.50"}
@@ -433,7 +440,7 @@ def test_api_lists_every_kpi_with_its_definition_and_current_value(finance_clien
     assert Client().get("/api/v1/kpis/").status_code in (401, 403)
 
 
-def test_api_series_as_json_and_csv(finance_client):
+def test_api_series_as_json_and_csv(finance_client, waiting_kpi):
     url = "/api/v1/kpis/won_to_project/series/"
     query = f"?from={T0:%Y-%m-%d}&to={(T0 + dt.timedelta(days=2)):%Y-%m-%d}&grain=day"
     data = finance_client.get(url + query).json()
@@ -455,7 +462,7 @@ def test_api_series_as_json_and_csv(finance_client):
 
     assert finance_client.get(url + "?grain=week").status_code == 400
     assert finance_client.get(url + "?from=yesterday").status_code == 400
-    assert finance_client.get("/api/v1/kpis/dso/series/").status_code == 400
+    assert finance_client.get("/api/v1/kpis/revenue_posting_accuracy/series/").status_code == 400
 
 
 def test_api_records_of_a_bucket(finance_client):
@@ -484,6 +491,6 @@ def test_money_kpis_are_masked_without_finance_or_leadership_rights(known):
     assert seen["masked"] is False and seen["by_currency"]["GBP"] == "8500.00"
 
 
-def test_current_defaults_to_now():
-    assert kpi_queries.current(kpi("dso")).status == "needs_data"
-    assert kpi_queries.current(kpi("dso")).end >= timezone.now() - H
+def test_current_defaults_to_now(waiting_kpi):
+    assert kpi_queries.current(kpi("revenue_posting_accuracy")).status == "needs_data"
+    assert kpi_queries.current(kpi("revenue_posting_accuracy")).end >= timezone.now() - H

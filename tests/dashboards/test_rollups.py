@@ -1,30 +1,41 @@
 """KPI rollups: kept up to date incrementally where the facts happen, they agree exactly with a
 rebuild from the raw records after a realistic flow (faults, retries, amendments, milestones,
-time); `rebuild_rollups --check` finds a tampered row; upserts from concurrent writers lose
-nothing."""
+time, payments, revenue the ERP recognised, a time extract); `rebuild_rollups --check` finds a
+tampered row; upserts from concurrent writers lose nothing."""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
 import time
+from decimal import Decimal
 
 import httpx
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, connections, transaction
+from django.db import connection, connections, models, transaction
 
 from dashboards import rollups
-from dashboards.models import KpiRollup, MilestoneFact
+from dashboards.models import (
+    EarnedRevenueFact,
+    InvoicePaymentFact,
+    KpiRollup,
+    MilestoneFact,
+    ProjectMarginFact,
+)
 from dashboards.observations import Dims
 from dashboards.receivers import fill_empty_rollups
 from dashboards.tasks import verify_rollups
 from integrations import services
 from integrations.models import Connection, PostingBatch, ProjectTemplate, SyncRun
+from integrations.payments import sync_payments
 from integrations.polling import poll_amendments, poll_closed_won
 from integrations.postings import collect_time_entries
 from integrations.psa_feed import read_psa_events
 from integrations.reference_data import sync_people
+from integrations.revenue import sync_recognised_revenue
+from reporting.extracts import run_extract
+from reporting.models import Extract
 
 ACCOUNTS = {
     "UK01": "0015g00000Tl001AAB",
@@ -39,9 +50,11 @@ def kpi_count(kpi: str) -> int:
 
 
 def realistic_flow(demo) -> None:
-    """Deals closed (some failing: missing template, missing tax registration, a PSA fault),
-    a fix and a bulk retry, an amendment, milestones completed (some into a closed period,
-    then retried), approved time posted (half refused)."""
+    """Deals closed (some failing: missing template, missing tax registration, a PSA fault;
+    one entered late, in July), a fix and a bulk retry, an amendment, milestones completed
+    (some into a closed period, then retried), approved time posted (half refused), invoices
+    paid (one in full, one in part), the revenue of the closed months read back from the
+    ERP, and a time extract written."""
     sf, ns, kt = (demo[v] for v in ("salesforce", "netsuite", "kantata"))
     crm = Connection.objects.get(vendor="salesforce")
     psa = Connection.objects.get(vendor="kantata")
@@ -57,6 +70,17 @@ def realistic_flow(demo) -> None:
                     "amount": f"{20000 + i}.55",
                 },
             ).raise_for_status()
+        client.post(  # entered late: its project started in July (closed months)
+            f"{sf.url}/__standin__/salesforce/close-deal",
+            json={
+                "account_id": ACCOUNTS["US01"],
+                "legal_entity": "US01",
+                "template": "TM-STD",
+                "amount": "36000.00",
+                "planned_margin": 40,
+                "close_date": "2026-07-20",
+            },
+        ).raise_for_status()
     kt.state.add_fault(method="POST", path="/api/v1/workspaces", status=500, times=1)
     poll_closed_won(crm)
 
@@ -113,8 +137,32 @@ def realistic_flow(demo) -> None:
     ).raise_for_status()
     collect_time_entries(psa)
 
+    erps = list(Connection.objects.filter(system="erp", enabled=True).order_by("pk"))
+    for erp in erps:
+        sync_payments(erp)  # every invoice raised: receivable
+    invoices = sorted(ns.state.table("invoice").values(), key=lambda i: int(i["id"]))
+    for invoice, share in zip(invoices, (Decimal(1), Decimal("0.5")), strict=False):
+        amount = (Decimal(str(invoice["amountRemaining"])) * share).quantize(Decimal("0.01"))
+        httpx.post(
+            f"{ns.url}/__standin__/netsuite/invoice/{invoice['id']}/pay",
+            json={"amount": str(amount)},
+        ).raise_for_status()
+    for erp in erps:
+        sync_payments(erp)
+        sync_recognised_revenue(erp)
+    run_extract(Extract.objects.create(name="time-for-the-warehouse", dataset="time_entries"))
 
-def test_incremental_rollups_agree_exactly_with_a_rebuild_after_a_realistic_flow(demo):
+
+@pytest.fixture
+def extracts_root(settings, tmp_path):
+    settings.EXTRACTS_ROOT = tmp_path / "extracts"
+    settings.EXTRACTS_SETTLE_SECONDS = 0
+    return settings.EXTRACTS_ROOT
+
+
+def test_incremental_rollups_agree_exactly_with_a_rebuild_after_a_realistic_flow(
+    demo, extracts_root
+):
     realistic_flow(demo)
 
     # the flow reached every live KPI (so the comparison below means something)
@@ -126,6 +174,14 @@ def test_incremental_rollups_agree_exactly_with_a_rebuild_after_a_realistic_flow
     ).exists(), "a billing run that failed first and then succeeded"
     assert PostingBatch.objects.filter(status__in=["posted", "partial"]).exists()
     assert MilestoneFact.objects.exists()
+    assert InvoicePaymentFact.objects.filter(state="paid").exists()
+    assert (
+        InvoicePaymentFact.objects.exclude(state="paid")
+        .exclude(amount_remaining=models.F("total"))
+        .exists()
+    ), "an invoice paid in part"
+    assert EarnedRevenueFact.objects.filter(period_name="Jul 2026").exists()
+    assert ProjectMarginFact.objects.filter(source__startswith="posting_batch:").exists()
     for kpi in (
         "quote_to_project",
         "won_to_project",
@@ -138,6 +194,12 @@ def test_incremental_rollups_agree_exactly_with_a_rebuild_after_a_realistic_flow
         "backlog",
         "exceptions_opened",
         "milestones_completed",
+        "dso.receivables",
+        "dso.invoiced",
+        "earned_revenue",
+        "project_margin",
+        "project_margin_variance",
+        "utilization_freshness",
     ):
         assert kpi_count(kpi) > 0, kpi
     handoffs = SyncRun.objects.filter(workflow="create_service_engagement").exclude(

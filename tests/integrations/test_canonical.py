@@ -235,7 +235,7 @@ def test_mapping_error_without_problems_names_the_payload():
 def test_schema_catalogue_lists_every_schema_with_version():
     catalogue = schema_catalogue()
     assert {(c["entity"], c["version"]) for c in catalogue} == set(SCHEMAS)
-    assert len(catalogue) == len(SCHEMAS) == 25
+    assert len(catalogue) == len(SCHEMAS) == 27
     assert [c["entity"] for c in catalogue] == sorted(c["entity"] for c in catalogue)
     for entry in catalogue:
         schema = entry["json_schema"]

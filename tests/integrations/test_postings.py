@@ -189,3 +189,31 @@ def test_a_subcontractors_charge_becomes_one_vendor_bill_on_the_project(demo):
     assert "301" in str(bills[0].get("entity"))
     assert not demo["netsuite"].state.table("expensereport")  # not an employee's expense
     assert collect_expenses(psa()).batched == 0
+
+
+def test_time_approved_in_the_watermarks_second_is_not_lost(demo):
+    """Kantata's updated_after is strict and counts whole seconds: an entry changed in the
+    second the watermark stands at, after the previous read, is still read (once)."""
+    from integrations.models import Watermark
+    from integrations.postings import TIME_STREAM
+
+    workspace = northwind_workspace(demo)
+    sync_people(erp(), psa())
+    burst(demo, workspace, 3, user_ids=[2])
+    assert collect_time_entries(psa()).batched == 3
+    entries = demo["kantata"].state.table("time_entries")
+    edge = max(e["updated_at"] for e in entries.values())
+    burst(demo, workspace, 1, user_ids=[2])
+    late = max(entries, key=int)
+    # approved in the very second the watermark stands at (after the first read)
+    answer = httpx.post(
+        f"{demo['kantata'].url}/__standin__/records/time_entries/{late}",
+        json={"updated_at": edge},
+    )
+    assert answer.is_success, answer.text
+    again = collect_time_entries(psa())
+    assert (again.read, again.batched) == (1, 1)
+    assert len(demo["netsuite"].state.table("timebill")) == 4
+    mark = Watermark.objects.get(connection=psa(), stream=TIME_STREAM)
+    assert late in mark.value
+    assert collect_time_entries(psa()).batched == 0  # and never twice

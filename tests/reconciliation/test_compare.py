@@ -93,6 +93,9 @@ def test_every_class_of_difference(definition: Definition) -> None:
         invoice("m8", "60.00", native="INV-8b"),
     ]
     run, outcome = run_with(definition, source, target)
+    # the same counts when the pull says how many source records it wrote
+    again = Run.objects.create(definition=definition)
+    assert compare.classify(again, source_records=len(source)) == outcome
 
     assert kinds(run) == {
         "m2": "missing_in_target",
@@ -122,6 +125,36 @@ def test_every_class_of_difference(definition: Definition) -> None:
         {"field": "customer", "source": "Acme", "target": "Acme Ltd"}
     ]
     assert [f["field"] for f in by_key["m7"].field_differences] == ["date"]
+
+
+def test_counts_per_legal_entity_add_up_to_the_run(definition: Definition) -> None:
+    source = [
+        invoice("m1", "10.00"),
+        invoice("m2", "20.00"),
+        invoice("u1", "5.00", legal_entity="US01", currency="USD"),
+        invoice("u2", "6.00", legal_entity="US01", currency="USD"),
+    ]
+    target = [
+        invoice("m1", "10.00"),
+        invoice("m2", "21.00"),
+        invoice("u1", "5.00", legal_entity="US01", currency="USD", native="a"),
+        invoice("u1", "5.00", legal_entity="US01", currency="USD", native="b"),
+        invoice("x9", "1.00", legal_entity="US01", currency="USD"),
+    ]
+    run, outcome = run_with(definition, source, target)
+    rows = {row["legal_entity"]: row for row in compare.by_entity(run)}
+    assert rows["UK01"] == {"legal_entity": "UK01", "compared": 2, "matched": 1, "accepted": 0}
+    # u1 duplicated in the target, u2 missing there, x9 missing in the PSA
+    assert rows["US01"] == {"legal_entity": "US01", "compared": 3, "matched": 0, "accepted": 0}
+    assert sum(r["matched"] for r in rows.values()) == outcome.matched
+    total = (
+        outcome.matched
+        + outcome.missing_in_target
+        + outcome.missing_in_source
+        + outcome.field_mismatch
+        + outcome.duplicate
+    )
+    assert sum(r["compared"] for r in rows.values()) == total
 
 
 def test_tolerances_decide_a_match(definition: Definition) -> None:

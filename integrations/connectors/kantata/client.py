@@ -77,6 +77,10 @@ Project-to-cash and resource-to-finance (second round), from Kantata's OpenAPI d
   `current`; no project id of their own: include=story gives it) and participations
   (project members; `workspace_id` is required) both have `updated_after`.
 
+Reconciliation: `workspaces_changed` lists every workspace (archived ones too,
+`include_archived=true`) changed after a time (`updated_after`, strict) with its external
+references included, and names Throughline's reference on each (`throughline_ref`).
+
 Not confirmed from vendor sources (the stand-in follows these choices): the unit of `price` on
 write (documented as "integer ... the starting budget"; sent here as an exact decimal string in
 currency units), which keys create_or_update matches on, whether a bulk create is atomic,
@@ -270,6 +274,23 @@ def _included(body: Record, key: str, operation: str) -> dict[str, Record]:
     ):
         raise _shape_error(f"the included `{key}` collection is malformed", operation, body)
     return {str(k): v for k, v in collection.items()}
+
+
+def _completed_at(story: Record, changes: dict[str, Record], operation: str) -> str | None:
+    """When the story last became completed (ISO 8601), from its included state changes."""
+    ids = story.get("story_state_change_ids") or []
+    if not isinstance(ids, list):
+        raise _shape_error(
+            f"story {story.get('id')}: story_state_change_ids is not a list", operation
+        )
+    completed = [
+        moment
+        for change in (changes.get(str(i)) for i in ids)
+        if change is not None and change.get("state") == "completed"
+        for moment in [_parse_time(change.get("created_at"))]
+        if moment is not None
+    ]
+    return max(completed).isoformat() if completed else None
 
 
 def encode_event_cursor(created_after: str | None, skip: int) -> str:
@@ -718,18 +739,7 @@ class KantataClient(ConnectorHttpClient):
             raise NotFoundError(f"Kantata has no story {sid}", status=404, operation=operation)
         story = stories[0]
         changes = _included(body, "story_state_changes", operation)
-        ids = story.get("story_state_change_ids") or []
-        if not isinstance(ids, list):
-            raise _shape_error("story_state_change_ids is not a list", operation, body)
-        completed = [
-            moment
-            for change in (changes.get(str(i)) for i in ids)
-            if change is not None and change.get("state") == "completed"
-            for moment in [_parse_time(change.get("created_at"))]
-            if moment is not None
-        ]
-        completed_at = max(completed).isoformat() if completed else None
-        return {**story, "completed_at": completed_at}
+        return {**story, "completed_at": _completed_at(story, changes, operation)}
 
     # -- ERP outcomes back onto PSA records ---------------------------------------------
     def set_reference(
@@ -787,17 +797,27 @@ class KantataClient(ConnectorHttpClient):
 
     # -- time and expenses (PSA -> ERP) -------------------------------------------------
     def approved_time_entries(
-        self, updated_after: datetime | None = None, *, workspace_id: str | int | None = None
+        self,
+        updated_after: datetime | None = None,
+        *,
+        workspace_id: str | int | None = None,
+        only: Iterable[str | int] | None = None,
     ) -> Iterator[Record]:
         """Time entries Kantata counts as approved (on an approved timesheet, or in a
         project that needs no time approval), changed after `updated_after`, oldest first,
-        200 a page. Each comes with `approved` set to True: Kantata's own flag stays false
-        in projects without time approval, but the `approved` filter vouches for them."""
+        200 a page; with `only`, just those ids (at most 200). Each comes with `approved` set
+        to True: Kantata's own flag stays false in projects without time approval, but the
+        `approved` filter vouches for them."""
         filters: dict[str, Any] = {"approved": True}
         if updated_after is not None:
             filters["updated_after"] = _iso(updated_after, "updated_after")
         if workspace_id is not None:
             filters["workspace_id"] = _check_id(workspace_id, "workspace_id")
+        if only is not None:
+            ids = [_check_id(rid, "time entry id") for rid in only]
+            if not 1 <= len(ids) <= MAX_PER_PAGE:
+                raise ValueError(f"only takes 1 to {MAX_PER_PAGE} ids")
+            filters["only"] = ",".join(ids)
         for entry in self.list("time_entries", **filters):
             yield {**entry, "approved": True}
 
@@ -815,6 +835,92 @@ class KantataClient(ConnectorHttpClient):
             filters["workspace_id"] = _check_id(workspace_id, "workspace_id")
         for expense in self.list("expenses", **filters):
             yield {**expense, "approved": True}
+
+    # -- billing milestones, for reconciliation -------------------------------------------
+    def milestone_stories(self, updated_after: datetime | None = None) -> Iterator[Record]:
+        """Milestone stories (archived ones too), changed after `updated_after` (all when
+        None), oldest first, 200 a page. Each carries what this client adds: `completed_at`
+        (when it last became completed, as `milestone_story`; None if never), `currency`
+        (its workspace's) and `throughline_reference` (Throughline's external reference on
+        it, or None). Two calls a page: the list (include=workspace,external_references)
+        and the page's state changes (include=story_state_changes needs only=, as at
+        Kantata). With `updated_after`, stories whose Throughline reference changed after it
+        come too: writing a reference leaves the story's own updated_at alone."""
+        filters: dict[str, Any] = {
+            "story_type": "milestone",
+            "show_archived": True,
+            "include": "workspace,external_references",
+        }
+        if updated_after is not None:
+            filters["updated_after"] = _iso(updated_after, "updated_after")
+        seen: set[str] = set()
+        for objects, body in self.pages("stories", **filters):
+            seen.update(story["id"] for story in objects)
+            yield from self._milestone_details(objects, body)
+        if updated_after is None:
+            return
+        changed = [
+            str(reference.get("subject_id"))
+            for reference in self.list(
+                "external_references",
+                subject_type="Story",
+                service_name=SERVICE_NAME,
+                updated_after=_iso(updated_after, "updated_after"),
+            )
+        ]
+        fresh = sorted({sid for sid in changed if sid.isdigit() and sid not in seen}, key=int)
+        for start in range(0, len(fresh), MAX_PER_PAGE):
+            only = ",".join(fresh[start : start + MAX_PER_PAGE])
+            filters = {
+                "only": only,
+                "show_archived": True,
+                "include": "workspace,external_references",
+            }
+            for objects, body in self.pages("stories", **filters):
+                milestones = [s for s in objects if s.get("story_type") == "milestone"]
+                yield from self._milestone_details(milestones, body)
+
+    def _milestone_details(self, stories: Records, body: Record) -> Iterator[Record]:
+        """The page's stories with completed_at, currency and throughline_reference."""
+        operation = "kantata.stories.list"
+        if not stories:
+            return
+        workspaces = _included(body, "workspaces", operation)
+        references = _included(body, "external_references", operation)
+        params = {
+            "only": ",".join(story["id"] for story in stories),
+            "include": "story_state_changes",
+            "show_archived": "true",
+            "per_page": str(MAX_PER_PAGE),
+        }
+        answer = self.get_json(self.path("stories"), operation=operation, params=params)
+        with_changes = {s["id"]: s for s in self.unpack(answer, operation=operation)}
+        changes = _included(answer, "story_state_changes", operation)
+        for story in stories:
+            if story.get("story_type") != "milestone":
+                raise _shape_error(f"story {story['id']} is not a milestone", operation)
+            workspace = workspaces.get(str(story.get("workspace_id")))
+            if workspace is None:
+                raise _shape_error(
+                    f"story {story['id']}: its workspace was not included", operation
+                )
+            ids = story.get("external_reference_ids") or []
+            if not isinstance(ids, list):
+                raise _shape_error(
+                    f"story {story['id']}: external_reference_ids is not a list", operation
+                )
+            ours = [
+                references[str(rid)]
+                for rid in ids
+                if references.get(str(rid), {}).get("service_name") == SERVICE_NAME
+            ]
+            completed = _completed_at(with_changes.get(story["id"], {}), changes, operation)
+            yield {
+                **story,
+                "completed_at": completed,
+                "currency": workspace.get("currency"),
+                "throughline_reference": ours[0] if ours else None,
+            }
 
     # -- reference data (ERP -> PSA) ----------------------------------------------------
     def find_user_by_email(self, email: str) -> Record | None:
@@ -970,6 +1076,31 @@ class KantataClient(ConnectorHttpClient):
         if updated_after is not None:
             filters["updated_after"] = _iso(updated_after, "updated_after")
         yield from self.list("participations", **filters)
+
+    # -- reconciliation reads -------------------------------------------------------------
+    def workspaces_changed(self, updated_after: datetime | None = None) -> Iterator[Record]:
+        """Every workspace, archived ones too, changed after `updated_after` (all of them
+        when None), oldest first, 200 a page. Each carries `throughline_ref`: the
+        `service_model_ref` of Throughline's external reference on it (include=
+        external_references), or None when it has none."""
+        filters: dict[str, Any] = {"include_archived": True, "include": "external_references"}
+        if updated_after is not None:
+            filters["updated_after"] = _iso(updated_after, "updated_after")
+        operation = "kantata.workspaces.list"
+        for objects, body in self.pages("workspaces", **filters):
+            references = _included(body, "external_references", operation)
+            for workspace in objects:
+                ids = workspace.get("external_reference_ids") or []
+                if not isinstance(ids, list):
+                    raise _shape_error("external_reference_ids is not a list", operation, body)
+                refs = [
+                    references[str(rid)].get("service_model_ref")
+                    for rid in ids
+                    if str(rid) in references
+                    and references[str(rid)].get("service_name") == SERVICE_NAME
+                ]
+                ref = refs[0] if refs and isinstance(refs[0], str) else None
+                yield {**workspace, "throughline_ref": ref}
 
     # -- amendments -----------------------------------------------------------------------
     def update_workspace_budget(

@@ -18,9 +18,16 @@ Second round (PSA -> ERP): `milestone_completion_from_story`, `time_entry_from_k
 from subunit integers exactly, hours from minutes in Decimal with the canonical two decimals
 (exact for multiples of 3 minutes, else rounded half-up to the hundredth: the canonical
 Quantity has two places). A zero `cost_rate_in_cents` means no rate set and maps to None;
-notes longer than the canonical 255 characters are cut. `cost_rate_from_kantata` reads a
-member's hourly cost in one currency (a subcontractor's, to price a purchase order) from the
-account membership and its cost rates, exactly from subunits.
+notes longer than the canonical 255 characters are cut. A time entry's `approved_at` is its
+`updated_at` as read through the `approved` filter: Kantata keeps no approval time on the
+time entry itself (approval is a resolution of the entry's timesheet submission, which the
+time entry does not carry), and the approval is a change of the entry, so its last change when
+Throughline first reads it approved is the approval (or, in a project that needs no time
+approval, its creation or a later edit): an upper bound of the approval time that is never
+before it. An entry without a readable, timezone-aware `updated_at` has none.
+`cost_rate_from_kantata` reads a member's hourly cost in one currency (a subcontractor's, to
+price a purchase order) from the account membership and its cost rates, exactly from
+subunits.
 """
 
 from __future__ import annotations
@@ -300,8 +307,22 @@ def time_entry_from_kantata(entry: dict[str, Any], *, project_key: str) -> TimeE
         "cost_rate": cost_rate,
         "currency": currency,
         "notes": _notes(entry),
+        "approved_at": _timestamp(entry.get("updated_at")),
     }
     return validate(TimeEntry, data, source=source)
+
+
+def _timestamp(value: Any) -> dt.datetime | None:
+    """A Kantata ISO 8601 timestamp in UTC; None when absent, unreadable or without offset."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        return None
+    return parsed.astimezone(dt.UTC)
 
 
 def expense_from_kantata(expense: dict[str, Any], *, project_key: str) -> Expense:

@@ -51,7 +51,13 @@ records browsers and public client libraries; see the stand-in's docstring for t
   currency) and `status` (the one-letter code; 'B' = Paid In Full as the saved-search id
   'CustInvc:B' suggests: not confirmed for SuiteQL, so the mapper also reads the amounts).
   The watermark comparison is `>=`, so a change in the same second is never missed; callers
-  drop what they already applied.
+  drop what they already applied. Reconciliation reads every invoice (`invoices`, in id
+  order so a change made while it pages does not move a row between pages) with
+  `subsidiary`, `currency` and `taxtotal`: the amount before tax is foreigntotal minus
+  taxtotal. `taxtotal` as a SuiteQL column of `transaction` (the REST record's `taxTotal`)
+  and that it is in the transaction currency are NOT confirmed. `time_bills` reads the
+  `timebill` table (the Records Catalog's name; not confirmed for SuiteQL) for the rows
+  that carry an externalId, i.e. were posted by an integration.
 - NetSuite's REST record service has no bulk insert. `post_batch` posts time bills and
   expense reports to a RESTlet the firm deploys (script `customscript_tl_bulk_post`, deploy
   `customdeploy_tl_bulk_post`; Throughline would ship its SuiteScript source). Its contract is
@@ -83,10 +89,24 @@ records browsers and public client libraries; see the stand-in's docstring for t
   is reported as 400 or 404): a NotFoundError.
 - Reference data comes through SuiteQL (`employee`, `department`, `currencyrate`): one call
   per 1,000 rows instead of one GET per record.
+- Reconciliation reads by SuiteQL, incrementally by modification time (`>=`, UTC):
+  `customers_changed_since`, `jobs_changed_since`, `jobs_by_id`, `billing_milestones_
+  changed_since` (custom records name the column `lastmodified`, inactive lines included)
+  and `billing_milestones_of` (active lines). A customer's tax registration country is read
+  with the record (`customer_tax_countries`, one GET each): the REST record serves the
+  SuiteTax `taxRegistration` sublist; a SuiteQL table for it is not confirmed, so none is
+  relied on.
 - Revenue schedules and billing plans live in custom records (`customrecord_tl_revenue_
   schedule`, `customrecord_tl_billing_milestone`, see the stand-in for why not NetSuite's
   billingSchedule), one record per line keyed by externalId; lines that a new version of the
   schedule or plan no longer has are made inactive, never deleted (an audit trail stays).
+  What the ERP recognised is read back through SuiteQL: the accounting periods
+  (`accountingperiod`: startdate, enddate, closed; quarters, years and adjustment periods
+  left out by isquarter/isyear/isadjust) and the active schedule lines of a period
+  (`revenue_lines_between`). The table and column names are NetSuite's SuiteQL names for
+  accounting periods and custom records (custom fields by their script ids); that
+  `accountingperiod` has the isquarter/isyear/isadjust flags as columns is taken from the
+  records browser's AccountingPeriod fields, not confirmed for SuiteQL.
 - People on projects are `resourceAllocation` records (REST record id confirmed by the Help
   Center; the Resource Allocations feature must be enabled), upserted by externalId like
   jobs. The job's `jobResource` sublist ("Resources" subtab) is not used: its lines carry no
@@ -467,21 +487,68 @@ class NetSuiteClient(ConnectorHttpClient):
 
     def invoices_changed_since(self, since: datetime) -> list[dict[str, Any]]:
         """Invoices modified at or after `since` (timezone-aware), oldest change first, as
-        SuiteQL rows: id, tranid, externalid, entity, status, foreigntotal,
-        foreignamountremaining, trandate, duedate (YYYY-MM-DD), lastmodifieddate (UTC)."""
-        if since.tzinfo is None:
-            raise ValueError("since must be a timezone-aware datetime")
-        stamp = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        # the REST SuiteQL service takes no bind variables: literals are formatted or escaped
-        query = (
-            "SELECT id, tranid, externalid, entity, status, foreigntotal, "  # noqa: S608
-            "foreignamountremaining, TO_CHAR(trandate, 'YYYY-MM-DD') AS trandate, "
-            "TO_CHAR(duedate, 'YYYY-MM-DD') AS duedate, "
-            "TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lastmodifieddate "
-            "FROM transaction WHERE type = 'CustInvc' AND lastmodifieddate >= "
-            f"TO_TIMESTAMP('{stamp}', 'YYYY-MM-DD HH24:MI:SS') ORDER BY lastmodifieddate, id"
-        )
+        SuiteQL rows: id, tranid, externalid, entity, subsidiary, currency (internal ids),
+        status, foreigntotal, taxtotal, foreignamountremaining, trandate, duedate
+        (YYYY-MM-DD), lastmodifieddate (UTC)."""
+        query = _invoice_query(_since_literal(since), order="lastmodifieddate, id")
         return self._rows(query, "netsuite.invoice.changes")
+
+    def invoices(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Every invoice, or those modified at or after `since` (timezone-aware), in id
+        order, page by page (nothing beyond one page is held): the rows of
+        `invoices_changed_since`. A row without an id raises ResponseShapeError."""
+        literal = _since_literal(since) if since is not None else None
+        query = _invoice_query(literal, order="id")
+        yield from self._stream(query, "netsuite.invoice.list")
+
+    def time_bills(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """The time bills an integration posted (those carrying an externalId), or those of
+        them modified at or after `since` (timezone-aware), in id order, page by page, as
+        SuiteQL rows: id, externalid, employee, customer (the job), subsidiary (internal
+        ids), hours (a number), isbillable, supervisorapproval ('T'/'F'), trandate
+        (YYYY-MM-DD), lastmodifieddate (UTC). A row without an id raises ResponseShapeError."""
+        where = "externalid IS NOT NULL"
+        if since is not None:
+            where += f" AND lastmodifieddate >= {_since_literal(since)}"
+        query = (
+            "SELECT id, externalid, employee, customer, subsidiary, hours, "  # noqa: S608
+            "isbillable, supervisorapproval, TO_CHAR(trandate, 'YYYY-MM-DD') AS trandate, "
+            "TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lastmodifieddate "
+            f"FROM timebill WHERE {where} ORDER BY id"
+        )
+        yield from self._stream(query, "netsuite.timebill.list")
+
+    # -- revenue read back ----------------------------------------------------------------
+    def accounting_periods_after(self, after: date | None) -> list[dict[str, Any]]:
+        """The accounting periods (months: quarters, years and adjustment periods left out)
+        ending after `after` (None: all), oldest first, as SuiteQL rows: id, periodname,
+        startdate, enddate (YYYY-MM-DD), closed ('T'/'F')."""
+        where = "isquarter = 'F' AND isyear = 'F' AND isadjust = 'F'"
+        if after is not None:
+            where += f" AND enddate > TO_DATE('{after.isoformat()}', 'YYYY-MM-DD')"
+        return self._rows(
+            "SELECT id, periodname, TO_CHAR(startdate, 'YYYY-MM-DD') AS startdate, "  # noqa: S608
+            "TO_CHAR(enddate, 'YYYY-MM-DD') AS enddate, closed FROM accountingperiod "
+            f"WHERE {where} ORDER BY startdate, id",
+            "netsuite.accountingperiod.list",
+        )
+
+    def revenue_lines_between(self, start: date, end: date) -> list[dict[str, Any]]:
+        """The active lines of Throughline's revenue schedules (the custom record) whose
+        period starts from `start` to `end` (both included), as SuiteQL rows: id, externalid,
+        custrecord_tl_contract, custrecord_tl_period (YYYY-MM-DD), custrecord_tl_amount (a
+        number, in the line's currency), custrecord_tl_currency (ISO code), ordered by id."""
+        if end < start:
+            raise ValueError("end must not be before start")
+        return self._rows(
+            "SELECT id, externalid, custrecord_tl_contract, "  # noqa: S608
+            "TO_CHAR(custrecord_tl_period, 'YYYY-MM-DD') AS custrecord_tl_period, "
+            f"custrecord_tl_amount, custrecord_tl_currency FROM {REVENUE_RECORD} "
+            f"WHERE isinactive = 'F' AND custrecord_tl_period >= "
+            f"TO_DATE('{start.isoformat()}', 'YYYY-MM-DD') AND custrecord_tl_period <= "
+            f"TO_DATE('{end.isoformat()}', 'YYYY-MM-DD') ORDER BY id",
+            f"netsuite.{REVENUE_RECORD}.list",
+        )
 
     # -- time and expenses in batches ---------------------------------------------------
     def post_batch(self, record_type: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -764,16 +831,118 @@ class NetSuiteClient(ConnectorHttpClient):
             if str(row.get("externalid")) not in keep:
                 self.update_record(record_type, str(row["id"]), {"isInactive": True})
 
+    # -- reconciliation reads ------------------------------------------------------------
+    def customers_changed_since(self, since: datetime | None) -> list[dict[str, Any]]:
+        """Customers modified at or after `since` (timezone-aware; every customer when None),
+        by id, as SuiteQL rows: id, externalid, companyname, subsidiary, currency, isinactive
+        ('T'/'F'), lastmodifieddate (UTC, YYYY-MM-DD HH24:MI:SS)."""
+        return self._changed(
+            "customer",
+            "id, externalid, companyname, subsidiary, currency, isinactive, "
+            f"{_STAMP.format('lastmodifieddate')}",
+            "lastmodifieddate",
+            since,
+        )
+
+    def customer_tax_countries(self, customer_ids: Iterable[str]) -> dict[str, str | None]:
+        """The country (ISO code) of each customer's first tax registration, None when it
+        has none. SuiteQL serves no tax registrations, so this reads each customer with its
+        sublists expanded: one GET per customer."""
+        countries: dict[str, str | None] = {}
+        for customer_id in dict.fromkeys(customer_ids):
+            if not isinstance(customer_id, str) or not INTERNAL_ID.fullmatch(customer_id):
+                raise ValueError(f"not a NetSuite internal id: {customer_id!r}")
+            record = self.get_record("customer", customer_id, expand=True)
+            sublist = record.get("taxRegistration")
+            items = sublist.get("items") if isinstance(sublist, dict) else None
+            if sublist is not None and not isinstance(items, list):
+                raise ResponseShapeError(
+                    f"customer {customer_id}: expected expanded taxRegistration lines",
+                    body=_excerpt(record),
+                    operation="netsuite.customer.get",
+                )
+            country = None
+            if items:
+                nexus = items[0].get("nexusCountry") if isinstance(items[0], dict) else None
+                country = nexus.get("id") if isinstance(nexus, dict) else nexus
+                if not isinstance(country, str) or not country.strip():
+                    raise ResponseShapeError(
+                        f"customer {customer_id}: a tax registration without nexusCountry",
+                        body=_excerpt(items[0]),
+                        operation="netsuite.customer.get",
+                    )
+                country = country.strip().upper()
+            countries[customer_id] = country
+        return countries
+
+    def jobs_changed_since(self, since: datetime | None) -> list[dict[str, Any]]:
+        """Projects (jobs) modified at or after `since` (every job when None), by id, as
+        SuiteQL rows: id, externalid, entityid, companyname, parent (the customer),
+        subsidiary, currency, startdate (YYYY-MM-DD), isinactive, lastmodifieddate."""
+        return self._changed("job", _JOB_COLUMNS, "lastmodifieddate", since)
+
+    def jobs_by_id(self, job_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The jobs with these internal ids (rows as `jobs_changed_since`), one query per
+        `MAX_IN_VALUES` ids; ids that name no job are left out."""
+        rows: list[dict[str, Any]] = []
+        for listed in _id_lists(job_ids):
+            rows.extend(
+                self._rows(
+                    f"SELECT {_JOB_COLUMNS} FROM job WHERE id IN ({listed}) ORDER BY id",  # noqa: S608
+                    "netsuite.job.list",
+                )
+            )
+        return rows
+
+    def billing_milestones_changed_since(self, since: datetime | None) -> list[dict[str, Any]]:
+        """Billing milestone lines (`customrecord_tl_billing_milestone`, inactive ones too:
+        a line made inactive changed its job's plan) modified at or after `since`, as rows
+        like `billing_milestones_of`."""
+        return self._changed(MILESTONE_RECORD, _MILESTONE_COLUMNS, "lastmodified", since)
+
+    def billing_milestones_of(self, job_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The ACTIVE billing milestone lines of these jobs (their billing plans), one query
+        per `MAX_IN_VALUES` jobs, as rows: id, externalid, isinactive, custrecord_tl_bm_job,
+        custrecord_tl_bm_amount (a number), custrecord_tl_bm_currency, lastmodified."""
+        rows: list[dict[str, Any]] = []
+        for listed in _id_lists(job_ids):
+            rows.extend(
+                self._rows(
+                    f"SELECT {_MILESTONE_COLUMNS} FROM {MILESTONE_RECORD} "  # noqa: S608
+                    f"WHERE custrecord_tl_bm_job IN ({listed}) AND isinactive = 'F' ORDER BY id",
+                    f"netsuite.{MILESTONE_RECORD}.list",
+                )
+            )
+        return rows
+
+    def _changed(
+        self, table: str, columns: str, stamp: str, since: datetime | None
+    ) -> list[dict[str, Any]]:
+        where = ""
+        if since is not None:
+            if since.tzinfo is None or since.utcoffset() is None:
+                raise ValueError("since must be a timezone-aware datetime")
+            at = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+            where = f" WHERE {stamp} >= TO_TIMESTAMP('{at}', 'YYYY-MM-DD HH24:MI:SS')"
+        # the table, columns and stamp are constants; the datetime is formatted
+        return self._rows(
+            f"SELECT {columns} FROM {table}{where} ORDER BY id",  # noqa: S608
+            f"netsuite.{table}.list",
+        )
+
     # -- internals ----------------------------------------------------------------------
     def _rows(self, query: str, operation: str) -> list[dict[str, Any]]:
-        rows = list(self.suiteql(query))
-        for row in rows:
+        return list(self._stream(query, operation))
+
+    def _stream(self, query: str, operation: str) -> Iterator[dict[str, Any]]:
+        """The rows of a query as its pages come, each checked to carry an id."""
+        for row in self.suiteql(query):
             rid = row.get("id")
             if isinstance(rid, bool) or not isinstance(rid, str | int):
                 raise ResponseShapeError(
                     "a SuiteQL row has no id", body=_excerpt(row), operation=operation
                 )
-        return rows
+            yield row
 
     def _pages(
         self,
@@ -947,6 +1116,54 @@ def _id_from_location(response: httpx.Response, record_type: str, operation: str
             operation=operation,
         )
     return match.group(1)
+
+
+_STAMP = "TO_CHAR({0}, 'YYYY-MM-DD HH24:MI:SS') AS {0}"
+_JOB_COLUMNS = (
+    "id, externalid, entityid, companyname, parent, subsidiary, currency, "
+    "TO_CHAR(startdate, 'YYYY-MM-DD') AS startdate, isinactive, "
+    + _STAMP.format("lastmodifieddate")
+)
+_MILESTONE_COLUMNS = (
+    "id, externalid, isinactive, custrecord_tl_bm_job, custrecord_tl_bm_amount, "
+    "custrecord_tl_bm_currency, " + _STAMP.format("lastmodified")
+)
+
+
+def _id_lists(ids: Iterable[str]) -> Iterator[str]:
+    """Checked internal ids as SuiteQL `IN` lists of at most MAX_IN_VALUES."""
+    if isinstance(ids, str):
+        raise TypeError("pass a list of ids, not one id")
+    wanted = list(dict.fromkeys(ids))
+    for value in wanted:
+        if not isinstance(value, str) or not INTERNAL_ID.fullmatch(value):
+            raise ValueError(f"not a NetSuite internal id: {value!r}")
+    for start in range(0, len(wanted), MAX_IN_VALUES):
+        yield ", ".join(_sql_text(v) for v in wanted[start : start + MAX_IN_VALUES])
+
+
+def _since_literal(since: datetime) -> str:
+    """A SuiteQL timestamp literal of an aware datetime, in UTC (see the module doc)."""
+    if not isinstance(since, datetime) or since.tzinfo is None:
+        raise ValueError("since must be a timezone-aware datetime")
+    stamp = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"TO_TIMESTAMP('{stamp}', 'YYYY-MM-DD HH24:MI:SS')"
+
+
+def _invoice_query(since_literal: str | None, *, order: str) -> str:
+    """The invoices of `transaction`, modified at or after a timestamp literal (or all)."""
+    # the REST SuiteQL service takes no bind variables: literals are formatted or escaped
+    where = "type = 'CustInvc'"
+    if since_literal is not None:
+        where += f" AND lastmodifieddate >= {since_literal}"
+    return (
+        "SELECT id, tranid, externalid, entity, subsidiary, currency, status, "  # noqa: S608
+        "foreigntotal, taxtotal, foreignamountremaining, "
+        "TO_CHAR(trandate, 'YYYY-MM-DD') AS trandate, "
+        "TO_CHAR(duedate, 'YYYY-MM-DD') AS duedate, "
+        "TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lastmodifieddate "
+        f"FROM transaction WHERE {where} ORDER BY {order}"
+    )
 
 
 def _sql_text(value: str) -> str:

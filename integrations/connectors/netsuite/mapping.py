@@ -36,6 +36,9 @@ Project-to-cash and resource-to-finance:
   the canonical six places.
 - Project -> job body; RevenueSchedule -> one custom record body per line (the lines must sum
   to the schedule's total); Project milestones -> billing plan custom record bodies.
+- accountingperiod row -> AccountingPeriod (start, end, closed); a revenue schedule line of a
+  closed period -> RecognisedRevenue (the line's id and externalId, contract, period start,
+  amount exact to the cent, ISO currency).
 - Assignment -> resourceAllocation body: allocationResource = the employee, project = the
   job, allocationAmount in hours ("H") when `allocated_hours` is set, else 100 percent of
   time ("P"), allocationType Hard ("1"), startDate/endDate from the assignment or else from
@@ -75,6 +78,7 @@ from typing import Any
 
 from integrations.canonical.errors import MappingError
 from integrations.canonical.schemas import (
+    AccountingPeriod,
     Assignment,
     CostCentre,
     CostRate,
@@ -87,6 +91,7 @@ from integrations.canonical.schemas import (
     LegalEntity,
     Project,
     PurchaseOrder,
+    RecognisedRevenue,
     RevenueSchedule,
     SubcontractorCharge,
     TimeEntry,
@@ -794,6 +799,70 @@ def job_from_project(
     if project.end_date is not None:
         body["projectedEndDate"] = project.end_date.isoformat()
     return body
+
+
+def accounting_period_from_netsuite(record: dict[str, Any]) -> AccountingPeriod:
+    """An `accounting_periods_after` row (or an accountingPeriod record) as a canonical
+    AccountingPeriod: closed 'T'/'F' (or true/false); an end before the start is refused."""
+    record = dict(_need_mapping(record, "accounting_period"))
+    problems: list[dict[str, Any]] = []
+    days: dict[str, dt.date | None] = {}
+    for name in ("startDate", "endDate"):
+        days[name] = _day(_field(record, name))
+        if days[name] is None:
+            problems.append(
+                {"field": name, "problem": f"not a date: {_field(record, name)!r}",
+                 "type": "date_parsing"}
+            )  # fmt: skip
+    closed = _flag(_field(record, "closed"))
+    if closed is None:
+        problems.append({"field": "closed", "problem": "expected T or F", "type": "value_error"})
+    start, end = days["startDate"], days["endDate"]
+    if start is not None and end is not None and end < start:
+        problems.append(
+            {"field": "endDate", "problem": f"{end} is before {start}", "type": "value_error"}
+        )
+    _raise("accounting_period", problems)
+    data = {
+        "source_id": _ref_value(record.get("id")),
+        "name": str(_field(record, "periodName") or ""),
+        "start_date": start,
+        "end_date": end,
+        "closed": closed,
+    }
+    return validate(AccountingPeriod, data, source=SOURCE)
+
+
+def recognised_revenue_from_netsuite(record: dict[str, Any]) -> RecognisedRevenue:
+    """A `revenue_lines_between` row (a line of Throughline's revenue schedule custom record)
+    as canonical RecognisedRevenue: the caller vouches that its period is closed. The amount
+    must be exact to the cent and the currency an ISO code."""
+    record = dict(_need_mapping(record, "recognised_revenue"))
+    problems: list[dict[str, Any]] = []
+    raw_amount = record.get("custrecord_tl_amount")
+    amount = _money(raw_amount)
+    if amount is None:
+        problems.append(
+            {"field": "custrecord_tl_amount", "problem": f"not an amount: {raw_amount!r}",
+             "type": "value_error"}
+        )  # fmt: skip
+    period = _day(record.get("custrecord_tl_period"))
+    if period is None:
+        problems.append(
+            {"field": "custrecord_tl_period",
+             "problem": f"not a date: {record.get('custrecord_tl_period')!r}",
+             "type": "date_parsing"}
+        )  # fmt: skip
+    _raise("recognised_revenue", problems)
+    data = {
+        "source_id": _ref_value(record.get("id")),
+        "key": record.get("externalid"),
+        "contract_key": record.get("custrecord_tl_contract"),
+        "period_start": period,
+        "amount": amount,
+        "currency": record.get("custrecord_tl_currency"),
+    }
+    return validate(RecognisedRevenue, data, source=SOURCE)
 
 
 def revenue_schedule_lines(schedule: RevenueSchedule) -> list[dict[str, Any]]:

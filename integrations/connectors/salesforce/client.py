@@ -53,8 +53,10 @@ Business timestamps and the project-to-cash objects:
   Closed Won, so `closed_won_at` is the CreatedDate of the first row of the last unbroken run
   of Closed Won rows (ordered by CreatedDate, then Id): None when the deal is not won now.
 * The Throughline managed package (see the stand-in's docstring): `Opportunity.
-  Billing_Model__c`, `Contract_Amendment__c` (polled by SystemModstamp like the won-deal
-  feed; the long text `Milestone_Plan__c` cannot be filtered, and is not) and
+  Billing_Model__c` and `Planned_Margin__c` (a percent field: the margin the deal was sold
+  at, optional; project margin variance compares with it), `Contract_Amendment__c` (polled
+  by SystemModstamp like the won-deal feed; the long text `Milestone_Plan__c` cannot be
+  filtered, and is not) and
   `Throughline_Invoice__c`, upserted by its external id `Throughline_Key__c`. Its
   `Opportunity__c` is master-detail with reparenting allowed, so an upsert that updates may
   carry it (Salesforce refuses non-updateable fields in an update body).
@@ -68,6 +70,11 @@ methods (`get_opportunity`, `first_quote_date`, `closed_won_at`) are these with 
 Answers are keyed by the ids exactly as the caller gave them: a 15-char id finds the record
 whose 18-char Id starts with it (Salesforce answers 18-char Ids; the 15-char form is the
 case-sensitive prefix). Pass 18-char ids and the keys equal the records' `Id`.
+
+Reconciliation reads whole sets (no LIMIT), following nextRecordsUrl: `won_opportunities`
+(optionally those changed at or after a time, by their own SystemModstamp or their
+Account's: a relationship field in WHERE), `won_opportunities_of_accounts`,
+`approved_amendments` and `approved_amendments_of` (one `IN (...)` query per 200 ids).
 
 Not confirmed from Salesforce sources (the stand-in mimics a best guess): the JWT error
 descriptions for a bad signature ("invalid assertion") and an expired assertion, the status
@@ -122,6 +129,7 @@ OPPORTUNITY_FIELDS: tuple[str, ...] = (
     "Throughline_ERP_Customer_Id__c",
     "Throughline_PSA_Project_Id__c",
     "Billing_Model__c",
+    "Planned_Margin__c",
     "Account.Name",
     "Account.BillingCountry",
     "Account.BillingCity",
@@ -753,6 +761,56 @@ class SalesforceClient(ConnectorHttpClient):
             f"{AMENDMENT_OBJECT} {amendment_id} does not exist",
             vendor_code="NOT_FOUND",
             operation=f"salesforce.{AMENDMENT_OBJECT}.get",
+        )
+
+    # -- reconciliation reads ----------------------------------------------------------------
+    def won_opportunities(
+        self, since: datetime | None = None, *, by_account: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Every won Opportunity (the feed's fields and `Account.SystemModstamp`), following
+        nextRecordsUrl through all pages (no LIMIT: a reconciliation reads the whole set).
+        With `since`, only those whose SystemModstamp is at or after it - or, `by_account`,
+        whose Account's is (an account edited after its deals were won)."""
+        conditions = ["IsWon = true"]
+        if since is not None:
+            stamp = "Account.SystemModstamp" if by_account else "SystemModstamp"
+            conditions.append(f"{stamp} >= {soql_datetime(since)}")
+        yield from self._won(conditions)
+
+    def won_opportunities_of_accounts(self, account_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Every won Opportunity of these Accounts (fields as `won_opportunities`), one SOQL
+        query per 200 account ids."""
+        for part in _chunks(_check_ids(account_ids), SOQL_IN_CHUNK):
+            yield from self._won(["IsWon = true", f"AccountId IN {_in_list(part)}"])
+
+    def _won(self, conditions: list[str]) -> Iterator[dict[str, Any]]:
+        fields = ", ".join((*OPPORTUNITY_FIELDS, "Account.SystemModstamp"))
+        # conditions hold constants, checked ids quoted with soql_quote and datetime literals
+        yield from self.query(
+            f"SELECT {fields} FROM Opportunity WHERE {' AND '.join(conditions)}"  # noqa: S608
+        )
+
+    def approved_amendments(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Every Approved Contract_Amendment__c (the feed's fields), all pages; with `since`
+        only those whose SystemModstamp is at or after it."""
+        conditions = ["Status__c = 'Approved'"]
+        if since is not None:
+            conditions.append(f"SystemModstamp >= {soql_datetime(since)}")
+        yield from self._amendments(conditions)
+
+    def approved_amendments_of(self, opportunity_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Every Approved Contract_Amendment__c of these Opportunities, one SOQL query per 200
+        ids."""
+        for part in _chunks(_check_ids(opportunity_ids), SOQL_IN_CHUNK):
+            yield from self._amendments(
+                ["Status__c = 'Approved'", f"Opportunity__c IN {_in_list(part)}"]
+            )
+
+    def _amendments(self, conditions: list[str]) -> Iterator[dict[str, Any]]:
+        # conditions hold constants, checked ids quoted with soql_quote and datetime literals
+        yield from self.query(
+            f"SELECT {', '.join(AMENDMENT_FIELDS)} FROM {AMENDMENT_OBJECT} "  # noqa: S608
+            f"WHERE {' AND '.join(conditions)}"
         )
 
     # -- invoices back to the CRM -----------------------------------------------------------

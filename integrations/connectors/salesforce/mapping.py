@@ -44,6 +44,8 @@ _CENTS = Decimal("0.01")
 ERP_CUSTOMER_ID_FIELD = "Throughline_ERP_Customer_Id__c"
 PSA_PROJECT_ID_FIELD = "Throughline_PSA_Project_Id__c"
 BILLING_MODEL_FIELD = "Billing_Model__c"
+#: the margin the deal was sold at (a percent field of the managed package; optional)
+PLANNED_MARGIN_FIELD = "Planned_Margin__c"
 
 #: Billing_Model__c picklist value -> canonical billing model
 BILLING_MODELS: dict[str, str] = {
@@ -84,6 +86,7 @@ OPPORTUNITY_FIELD_MAP: dict[str, str] = {
     "modified_at": "SystemModstamp",
     "erp_customer_id": ERP_CUSTOMER_ID_FIELD,
     "psa_project_id": PSA_PROJECT_ID_FIELD,
+    "planned_margin": PLANNED_MARGIN_FIELD,
     "customer": "Account",
     "customer.source_id": "AccountId",
     "customer.name": "Account.Name",
@@ -163,6 +166,12 @@ def opportunity_from_salesforce(record: dict[str, Any]) -> Opportunity:
         data["amount"] = parse_amount(record.get("Amount"))
     except ValueError as exc:
         problems.append(_item("amount", "Amount", str(exc)))
+
+    if record.get(PLANNED_MARGIN_FIELD) is not None:
+        try:
+            data["planned_margin"] = parse_percent(record.get(PLANNED_MARGIN_FIELD))
+        except ValueError as exc:
+            problems.append(_item("planned_margin", PLANNED_MARGIN_FIELD, str(exc)))
 
     close_date = record.get("CloseDate")
     try:
@@ -373,6 +382,24 @@ def parse_amount(value: object) -> Decimal:
     if isinstance(exponent, int) and exponent >= -2:
         amount = amount.quantize(_CENTS)  # exact: only adds trailing zeros
     return amount
+
+
+def parse_percent(value: object) -> Decimal:
+    """A Salesforce percent value (35 means 35 %) as Decimal via its string form, never
+    rounded (more than two decimals fail the canonical check); ValueError when it is not a
+    finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ValueError("percent is not a number")
+    try:
+        percent = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("percent is not a number") from None
+    if not percent.is_finite():
+        raise ValueError("percent is not a finite number")
+    exponent = percent.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= -2:
+        percent = percent.quantize(_CENTS)  # exact: only adds trailing zeros
+    return percent
 
 
 # -- helpers ------------------------------------------------------------------------------

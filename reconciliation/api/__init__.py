@@ -1,0 +1,1 @@
+"""REST API of reconciliation, mounted under /api/v1/reconciliation/ (see urls)."""
