@@ -25,9 +25,8 @@ class MilestoneFactAdmin(admin.ModelAdmin):
         return False
 
 
-class _FactAdmin(admin.ModelAdmin):
-    """Facts are what a vendor system said: written by their receivers only, never edited
-    (a rebuild of the rollups reads them)."""
+class _ViewOnlyAdmin(admin.ModelAdmin):
+    """Rows nobody adds, changes or deletes here."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -37,6 +36,11 @@ class _FactAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class _FactAdmin(_ViewOnlyAdmin):
+    """Facts are what a vendor system said: written by their receivers only, never edited
+    (a rebuild of the rollups reads them)."""
 
 
 @admin.register(InvoicePaymentFact)
@@ -89,7 +93,7 @@ class ProjectMarginFactAdmin(_FactAdmin):
 
 
 @admin.register(KpiRollup)
-class KpiRollupAdmin(admin.ModelAdmin):
+class KpiRollupAdmin(_ViewOnlyAdmin):
     """Rollups change only through dashboards.rollups (record, rebuild): view-only here."""
 
     list_display = [
@@ -105,15 +109,6 @@ class KpiRollupAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kpi", "grain", "legal_entity_code", "region"]
     date_hierarchy = "bucket"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(KpiThreshold)
@@ -153,18 +148,9 @@ class KpiThresholdAdmin(admin.ModelAdmin):
 
 
 @admin.register(MetricAlert)
-class MetricAlertAdmin(admin.ModelAdmin):
+class MetricAlertAdmin(_ViewOnlyAdmin):
     """Alert history: written by dashboards.thresholds only, never deleted."""
 
     list_display = ["__str__", "state", "worst", "team", "opened_at", "recovered_at", "notified_at"]
     list_filter = ["state", "kpi", "team"]
     date_hierarchy = "opened_at"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

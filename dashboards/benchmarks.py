@@ -43,7 +43,6 @@ Targets: each large figure at most 2x its small figure. Ends with one JSON line.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import itertools
 import random
@@ -51,7 +50,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from django.db import DatabaseError, connection
+from django.db import connection
 from django.db.models import Model
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
@@ -61,6 +60,7 @@ from console.models import User
 from exceptions import benchmarks as exception_bench
 from exceptions.models import IntegrationException
 from integrations.benchmarks.measure import timed
+from integrations.benchmarks.workers import analyze, isolated_database
 from integrations.choices import Vendor
 from integrations.models import ApiCall
 
@@ -104,21 +104,9 @@ def run(
     *, small: int = 100_000, large: int = 10_000_000, samples: int = 30, out: Any = None
 ) -> dict[str, Any]:
     """The whole bench in a fresh database of its own (created and dropped here)."""
-    from integrations.benchmarks.workers import isolated_database
-
     say = out.write if out is not None else print
-    test_settings = connection.settings_dict.setdefault("TEST", {})
-    old_name = test_settings.get("NAME")
-    if connection.vendor == "sqlite":
-        base = str(connection.settings_dict["NAME"])
-        test_settings["NAME"] = base.replace(".sqlite3", "") + "-bench-dashboards.sqlite3"
-    else:
-        test_settings["NAME"] = f"{connection.settings_dict['NAME']}_bench_dashboards"
-    try:
-        with isolated_database():
-            return measure(small=small, large=large, samples=samples, say=say)
-    finally:
-        test_settings["NAME"] = old_name
+    with isolated_database("dashboards"):
+        return measure(small=small, large=large, samples=samples, say=say)
 
 
 def measure(*, small: int, large: int, samples: int, say: Any = print) -> dict[str, Any]:
@@ -144,7 +132,7 @@ def measure(*, small: int, large: int, samples: int, say: Any = print) -> dict[s
             _roll_up(*after)
             observed += _load_observations(world, loaded, size, rng)
             loaded = size
-            _analyze()
+            analyze(ApiCall, IntegrationException, MilestoneFact, KpiRollup)
             load_s = time.perf_counter() - t0
             say(
                 f"{size:,} events recorded ({ApiCall.objects.count():,} API calls, "
@@ -503,20 +491,6 @@ def _load_observations(world: dict[str, Any], loaded: int, size: int, rng: rando
         chunks.append(_observations(world, kpi, count, rng, seed=loaded == 0))
     rollups.record_many(counting(itertools.chain.from_iterable(chunks)))
     return counted[0]
-
-
-def _analyze() -> None:
-    tables = [ApiCall, IntegrationException, MilestoneFact, KpiRollup]
-    with connection.cursor() as cursor:
-        for model in tables:
-            table = connection.ops.quote_name(model._meta.db_table)
-            if connection.vendor == "postgresql" and not connection.in_atomic_block:
-                cursor.execute(f"VACUUM ANALYZE {table}")
-            else:
-                cursor.execute(f"ANALYZE {table}")
-        if connection.vendor == "postgresql" and not connection.in_atomic_block:
-            with contextlib.suppress(DatabaseError):
-                cursor.execute("CHECKPOINT")
 
 
 # -- the measures -------------------------------------------------------------------------

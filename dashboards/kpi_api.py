@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Iterable
 from typing import Any
 
 from django.urls import reverse
@@ -150,25 +151,39 @@ class RecordsSerializer(serializers.Serializer):
 CSV_COLUMNS = ["bucket", "currency", "count", "value", "minimum", "maximum", "status"]
 
 
-class KpiSeriesCsvRenderer(BaseRenderer):
-    """A series as CSV, one row per bucket (and currency): `?format=csv`."""
+class CsvRenderer(BaseRenderer):
+    """An answer as CSV (`?format=csv`): the table `rows` makes of an answer that carries
+    `answer_key`; an error, its message."""
 
     media_type = "text/csv"
     format = "csv"
     charset = "utf-8"
+    answer_key = ""
+
+    def rows(self, data: dict[str, Any]) -> Iterable[list[Any]]:
+        raise NotImplementedError
 
     def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None):
         out = io.StringIO()
         writer = csv.writer(out)
-        if isinstance(data, dict) and "points" in data:
-            writer.writerow(CSV_COLUMNS)
-            for point in data["points"]:
-                writer.writerow(["" if point[c] is None else point[c] for c in CSV_COLUMNS])
+        if isinstance(data, dict) and self.answer_key in data:
+            writer.writerows(self.rows(data))
         else:  # an error: its message
             writer.writerow(["detail"])
             detail = data.get("detail", data) if isinstance(data, dict) else data
             writer.writerow([str(detail)])
         return out.getvalue().encode(self.charset)
+
+
+class KpiSeriesCsvRenderer(CsvRenderer):
+    """A series as CSV, one row per bucket (and currency): `?format=csv`."""
+
+    answer_key = "points"
+
+    def rows(self, data: dict[str, Any]) -> Iterable[list[Any]]:
+        yield CSV_COLUMNS
+        for point in data["points"]:
+            yield ["" if point[c] is None else point[c] for c in CSV_COLUMNS]
 
 
 # -- parameters -----------------------------------------------------------------------------

@@ -8,22 +8,20 @@ leadership rights.
 
 from __future__ import annotations
 
-import csv
-import io
+from collections.abc import Iterable
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
-from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from . import kpi_queries, leadership
-from .kpi_api import _moment
+from .kpi_api import CsvRenderer, _moment
 from .kpi_queries import QueryError
 from .rollups import DAY
 
@@ -67,23 +65,13 @@ class LeadershipSerializer(serializers.Serializer):
     totals = RowSerializer(many=True, help_text="all legal entities, one per currency")
 
 
-class LeadershipCsvRenderer(BaseRenderer):
+class LeadershipCsvRenderer(CsvRenderer):
     """The leadership table as CSV: `?format=csv`."""
 
-    media_type = "text/csv"
-    format = "csv"
-    charset = "utf-8"
+    answer_key = "figures"
 
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None):
-        out = io.StringIO()
-        writer = csv.writer(out)
-        if isinstance(data, dict) and "figures" in data:
-            writer.writerows(leadership.csv_table(data))
-        else:  # an error: its message
-            writer.writerow(["detail"])
-            detail = data.get("detail", data) if isinstance(data, dict) else data
-            writer.writerow([str(detail)])
-        return out.getvalue().encode(self.charset)
+    def rows(self, data: dict[str, Any]) -> Iterable[list[Any]]:
+        return leadership.csv_table(data)
 
 
 class LeadershipView(APIView):

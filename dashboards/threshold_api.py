@@ -68,17 +68,7 @@ class KpiThresholdSerializer(serializers.ModelSerializer):
         model = KpiThreshold
         fields = [
             "id",
-            "kpi",
-            "queue",
-            "measure",
-            "legal_entity_code",
-            "region",
-            "connection",
-            "warning",
-            "breach",
-            "direction",
-            "team",
-            "enabled",
+            *thresholds.SETTINGS,
             "subject",
             "masked",
             "created_at",
@@ -104,7 +94,7 @@ class KpiThresholdSerializer(serializers.ModelSerializer):
         if queue is not None and "measure" not in attrs and self.instance is None:
             attrs["measure"] = KpiThreshold.Measure.ACTIVE
         candidate = KpiThreshold(
-            **{f: getattr(self.instance, f) for f in _FIELDS} if self.instance else {}
+            **{f: getattr(self.instance, f) for f in thresholds.SETTINGS} if self.instance else {}
         )
         for name, value in attrs.items():
             setattr(candidate, name, value)
@@ -126,21 +116,6 @@ class KpiThresholdSerializer(serializers.ModelSerializer):
         for name, value in validated_data.items():
             setattr(instance, name, value)
         return thresholds.save_threshold(instance, self.context["request"].user, before)
-
-
-_FIELDS = (
-    "kpi",
-    "queue",
-    "measure",
-    "legal_entity_code",
-    "region",
-    "connection",
-    "warning",
-    "breach",
-    "direction",
-    "team",
-    "enabled",
-)
 
 
 class KpiThresholdFilterSet(django_filters.FilterSet):

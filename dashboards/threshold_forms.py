@@ -24,6 +24,7 @@ from integrations.models import Connection, LegalEntity
 
 from . import kpis
 from .models import KpiRollup, KpiThreshold
+from .thresholds import SETTINGS
 
 
 def manageable_teams(user: Any) -> QuerySet[Team]:
@@ -65,19 +66,7 @@ class KpiThresholdForm(forms.ModelForm):
 
     class Meta:
         model = KpiThreshold
-        fields = [
-            "kpi",
-            "queue",
-            "measure",
-            "legal_entity_code",
-            "region",
-            "connection",
-            "warning",
-            "breach",
-            "direction",
-            "team",
-            "enabled",
-        ]
+        fields = list(SETTINGS)
         labels = {"measure": "Watches", "enabled": "Enabled (evaluated every minute)"}
         help_texts = {
             "queue": "Or a queue (leave the KPI empty).",

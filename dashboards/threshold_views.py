@@ -29,11 +29,10 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from console.models import Team
-from exceptions.export import safe_cell, stream_lines
+from exceptions.export import file_stamp, safe_cell, streaming_csv, utc_cell
 from exceptions.models import Queue
 
 from . import kpi_queries, kpis, thresholds
@@ -219,12 +218,39 @@ def kpi_section(request: HttpRequest, kpi: kpis.Kpi) -> dict[str, Any]:
 # -- the thresholds pages ---------------------------------------------------------------------
 
 
-def _filter_choices() -> dict[str, Any]:
+def _select(
+    request: HttpRequest, name: str, label: str, anything: str, choices: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """One select of a filter bar (dashboards/_threshold_filters.html): its query parameter,
+    label, the option meaning "any", the choices (value, words) and the one chosen now."""
     return {
-        "kpi_choices": [(kpi.key, kpi.name) for kpi in kpis.KPIS if kpi.live],
-        "team_choices": list(Team.objects.order_by("name").values_list("slug", "name")),
-        "queue_choices": list(Queue.objects.order_by("name").values_list("slug", "name")),
+        "name": name,
+        "label": label,
+        "anything": anything,
+        "choices": choices,
+        "chosen": request.GET.get(name, ""),
     }
+
+
+def _watch_filters(request: HttpRequest) -> list[dict[str, Any]]:
+    """What a threshold or alert watches and who owns it: KPI, queue and team."""
+    return [
+        _select(request, "kpi", "KPI", "All KPIs", [(k.key, k.name) for k in kpis.KPIS if k.live]),
+        _select(
+            request,
+            "queue",
+            "Queue",
+            "All queues",
+            list(Queue.objects.order_by("name").values_list("slug", "name")),
+        ),
+        _select(
+            request,
+            "team",
+            "Team",
+            "All teams",
+            list(Team.objects.order_by("name").values_list("slug", "name")),
+        ),
+    ]
 
 
 @require_GET
@@ -242,13 +268,21 @@ def threshold_list(request: HttpRequest) -> HttpResponse:
         {
             "rows": threshold_rows(found, request.user),
             "filterset": filterset,
-            "chosen": {name: request.GET.get(name, "") for name in filterset.filters},
+            "filters": [
+                *_watch_filters(request),
+                _select(
+                    request,
+                    "enabled",
+                    "State",
+                    "Enabled or not",
+                    [("true", "Enabled"), ("false", "Disabled")],
+                ),
+            ],
             "can_add": manageable_teams(request.user).exists(),
             "new_url": reverse("dashboards:threshold-new")
             + ("?" + urlencode({"kpi": request.GET["kpi"]}) if request.GET.get("kpi") else ""),
             "api_url": reverse("dashboards:api-kpi-threshold-list")
             + ("?" + request.GET.urlencode() if request.GET else ""),
-            **_filter_choices(),
         },
     )
 
@@ -372,19 +406,23 @@ def alert_list(request: HttpRequest) -> HttpResponse:
             "page_obj": page,
             "is_paginated": page.paginator.num_pages > 1,
             "filterset": filterset,
-            "chosen": {name: request.GET.get(name, "") for name in filterset.filters},
-            "state_choices": MetricAlert.AlertState.choices,
+            "filters": [
+                _select(request, "state", "Status", "Any status", MetricAlert.AlertState.choices),
+                *_watch_filters(request),
+                _select(
+                    request,
+                    "open",
+                    "Open",
+                    "Open or recovered",
+                    [("true", "Open"), ("false", "Recovered")],
+                ),
+            ],
             "export_url": reverse("dashboards:alerts-export")
             + ("?" + query.urlencode() if query else ""),
             "api_url": reverse("dashboards:api-metric-alert-list")
             + ("?" + query.urlencode() if query else ""),
-            **_filter_choices(),
         },
     )
-
-
-def _utc(moment: dt.datetime | None) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
 ALERT_CSV_HEADERS = [
@@ -421,8 +459,8 @@ def alert_csv_rows(alerts: Any, user: Any) -> Any:
         )
         cells = [
             alert.pk,
-            _utc(alert.opened_at),
-            _utc(alert.recovered_at),
+            utc_cell(alert.opened_at),
+            utc_cell(alert.recovered_at),
             alert.get_state_display(),
             alert.get_worst_display(),
             row["name"],
@@ -434,7 +472,7 @@ def alert_csv_rows(alerts: Any, user: Any) -> Any:
             row["opened_value"],
             row["warning"],
             row["breach"],
-            _utc(alert.notified_at),
+            utc_cell(alert.notified_at),
             notices,
         ]
         yield [safe_cell(cell) for cell in cells]
@@ -445,11 +483,5 @@ def alert_csv_rows(alerts: Any, user: Any) -> Any:
 def alert_export(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered alert history as CSV (streamed)."""
     filterset = _alerts(request)
-    response = StreamingHttpResponse(
-        stream_lines(alert_csv_rows(filterset.qs, request.user)),
-        content_type="text/csv; charset=utf-8",
-    )
-    stamp = timezone.now().astimezone(dt.UTC).strftime("%Y%m%d-%H%M")
-    response["Content-Disposition"] = f'attachment; filename="metric-alerts-{stamp}.csv"'
-    response["Cache-Control"] = "no-store"
-    return response
+    rows = alert_csv_rows(filterset.qs, request.user)
+    return streaming_csv(rows, f"metric-alerts-{file_stamp()}.csv")

@@ -50,6 +50,20 @@ State = MetricAlert.AlertState
 OPENED, ESCALATED, RECOVERED = "opened", "breach", "recovered"
 #: teams that may watch money KPIs (their addresses receive the amounts)
 MONEY_TEAMS = (TeamKind.FINANCE, TeamKind.LEADERSHIP)
+#: a threshold's settings, as people edit them (the form, the API) and the audit trail keeps them
+SETTINGS = (
+    "kpi",
+    "queue",
+    "measure",
+    "legal_entity_code",
+    "region",
+    "connection",
+    "warning",
+    "breach",
+    "direction",
+    "team",
+    "enabled",
+)
 
 
 # -- checking a threshold ----------------------------------------------------------------------

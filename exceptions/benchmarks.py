@@ -26,7 +26,6 @@ and the bulk retry completed. Ends with one JSON line.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import html
 import json
@@ -37,7 +36,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.db import DatabaseError, connection
+from django.db import connection
 from django.db.models import Model
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
@@ -46,6 +45,7 @@ from django.utils import timezone
 from console.choices import Role, TeamKind
 from console.models import Membership, Team, User
 from integrations.benchmarks.measure import timed as _timed
+from integrations.benchmarks.workers import analyze, isolated_database
 from integrations.choices import AuthKind, SystemKind, Vendor
 from integrations.models import Connection, SyncRun
 
@@ -169,23 +169,11 @@ def run(
     out: Any = None,
 ) -> dict[str, Any]:
     """The whole bench in a fresh database of its own (created and dropped here)."""
-    from integrations.benchmarks.workers import isolated_database
-
     say = out.write if out is not None else print
-    test_settings = connection.settings_dict.setdefault("TEST", {})
-    old_name = test_settings.get("NAME")
-    if connection.vendor == "sqlite":
-        base = str(connection.settings_dict["NAME"])
-        test_settings["NAME"] = base.replace(".sqlite3", "") + "-bench-exceptions.sqlite3"
-    else:
-        test_settings["NAME"] = f"{connection.settings_dict['NAME']}_bench_exceptions"
-    try:
-        with isolated_database():
-            return measure(
-                small=small, large=large, samples=samples, deep_page=deep_page, bulk=bulk, say=say
-            )
-    finally:
-        test_settings["NAME"] = old_name
+    with isolated_database("exceptions"):
+        return measure(
+            small=small, large=large, samples=samples, deep_page=deep_page, bulk=bulk, say=say
+        )
 
 
 def measure(
@@ -202,7 +190,7 @@ def measure(
             t0 = time.perf_counter()
             _insert(world, size - inserted, rng)
             inserted = size
-            _analyze()
+            analyze(IntegrationException)
             load_s = time.perf_counter() - t0
             say(f"{size:,} exceptions in the table ({load_s:.1f} s to insert and analyze)\n")
             figures[label] = {"rows": size, "insert_s": round(load_s, 1)}
@@ -415,19 +403,6 @@ def _copy(world: dict[str, Any], count: int, rng: random.Random) -> None:
                     value = json.dumps(value)
                 values.append(value)
             copy.write_row(values)
-
-
-def _analyze() -> None:
-    table = connection.ops.quote_name(IntegrationException._meta.db_table)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and not connection.in_atomic_block:
-            cursor.execute(f"VACUUM ANALYZE {table}")
-            # write the load out now rather than in a checkpoint during the measures (needs a
-            # superuser or pg_checkpoint; without, the interleaved measures share the noise)
-            with contextlib.suppress(DatabaseError):
-                cursor.execute("CHECKPOINT")
-        else:
-            cursor.execute(f"ANALYZE {table}")
 
 
 # -- the measures -------------------------------------------------------------------------

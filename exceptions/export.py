@@ -5,6 +5,9 @@ database cursor in chunks), so an export of 100,000 exceptions holds neither the
 file in memory. Column names are the business words of the pages; amounts are masked for
 people without finance rights exactly as on the pages (exceptions.masking). Text cells that a
 spreadsheet would run as a formula (=, +, -, @) are prefixed with an apostrophe.
+
+The streaming machinery (`table_rows`, `streaming_csv`, `file_stamp`) serves the other exports
+too (reconciliation differences, metric alerts).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import csv
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -30,8 +33,11 @@ from .sla import sla_state
 CHUNK_ROWS = 2000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
+Row = TypeVar("Row")
 
-def _utc(value: dt.datetime | None) -> str:
+
+def utc_cell(value: dt.datetime | None) -> str:
+    """A time as an export cell: UTC, to the second ('' for none)."""
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
@@ -64,9 +70,9 @@ COLUMNS: list[Column] = [
     ("Amount", lambda e, c: amount_for(c["user"], e.amount)),
     ("Currency", lambda e, c: e.currency),
     ("Occurrences", lambda e, c: e.occurrences),
-    ("First seen (UTC)", lambda e, c: _utc(e.first_seen)),
-    ("Last seen (UTC)", lambda e, c: _utc(e.last_seen)),
-    ("Due (UTC)", lambda e, c: _utc(e.due_at)),
+    ("First seen (UTC)", lambda e, c: utc_cell(e.first_seen)),
+    ("Last seen (UTC)", lambda e, c: utc_cell(e.last_seen)),
+    ("Due (UTC)", lambda e, c: utc_cell(e.due_at)),
     ("SLA", lambda e, c: sla_label(e, c["now"])),
     ("Incident", lambda e, c: e.incident_id or ""),
     ("Transaction", lambda e, c: e.run.correlation_id if e.run_id else ""),
@@ -95,14 +101,24 @@ def export_queryset(queryset: QuerySet[IntegrationException]) -> QuerySet[Integr
     ).order_by(*ORDERING)
 
 
+def table_rows(
+    records: Iterable[Row],
+    columns: list[tuple[str, Callable[[Row, dict[str, Any]], Any]]],
+    context: dict[str, Any],
+) -> Iterator[list[Any]]:
+    """The header (the columns' names), then one row per record: each column's getter
+    applied to the record and `context`, made safe for a spreadsheet."""
+    yield [name for name, _ in columns]
+    for record in records:
+        yield [safe_cell(getter(record, context)) for _, getter in columns]
+
+
 def csv_rows(
     queryset: QuerySet[IntegrationException], user: User, *, base_url: str = ""
 ) -> Iterator[list[Any]]:
     """The header, then one row per exception (as `user` may see it)."""
     context = {"user": user, "now": timezone.now(), "base_url": base_url.rstrip("/")}
-    yield HEADERS
-    for exc in export_queryset(queryset).iterator(chunk_size=CHUNK_ROWS):
-        yield [safe_cell(getter(exc, context)) for _, getter in COLUMNS]
+    return table_rows(export_queryset(queryset).iterator(chunk_size=CHUNK_ROWS), COLUMNS, context)
 
 
 class _Echo:
@@ -118,20 +134,26 @@ def stream_lines(rows: Iterable[list[Any]]) -> Iterator[str]:
         yield writer.writerow(row)
 
 
-def csv_response(
-    queryset: QuerySet[IntegrationException], user: User, *, filename: str, base_url: str = ""
-) -> StreamingHttpResponse:
-    """A streaming CSV download of `queryset` as `user` may see it."""
-    response = StreamingHttpResponse(
-        stream_lines(csv_rows(queryset, user, base_url=base_url)),
-        content_type="text/csv; charset=utf-8",
-    )
+def streaming_csv(rows: Iterable[list[Any]], filename: str) -> StreamingHttpResponse:
+    """A CSV download of `rows` (the header first), written while it is sent, not kept."""
+    response = StreamingHttpResponse(stream_lines(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"
     return response
 
 
+def file_stamp() -> str:
+    """Now in UTC, as export file names carry it (20261125-1022)."""
+    return timezone.now().astimezone(dt.UTC).strftime("%Y%m%d-%H%M")
+
+
+def csv_response(
+    queryset: QuerySet[IntegrationException], user: User, *, filename: str, base_url: str = ""
+) -> StreamingHttpResponse:
+    """A streaming CSV download of `queryset` as `user` may see it."""
+    return streaming_csv(csv_rows(queryset, user, base_url=base_url), filename)
+
+
 def export_filename(label: str) -> str:
-    stamp = timezone.now().astimezone(dt.UTC).strftime("%Y%m%d-%H%M")
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in label) or "exceptions"
-    return f"exceptions-{safe}-{stamp}.csv"
+    return f"exceptions-{safe}-{file_stamp()}.csv"

@@ -1,12 +1,14 @@
-"""Keyset pagination of exceptions, newest activity first, for the queue page and the API.
+"""Keyset pagination of exceptions, newest activity first, for the queue page and the API; the
+same machinery pages any list in another order (`Keyset`: one field, largest first, the id
+breaking ties), such as a reconciliation run's differences by amount at risk.
 
 A page is found by the position of the row before it, never by an offset, so page 200 costs
 what page 1 costs: one index range scan (the queue indexes end in `last_seen DESC, id DESC`).
 The total is counted up to `COUNT_CAP` only: "more than 1,000" is what a person needs to know,
 and counting a million rows on every page is what makes lists slow.
 
-A cursor is opaque to clients: `a.<last_seen>.<id>` pages after (older than) that row,
-`b.<last_seen>.<id>` before (newer than) it, base64url-encoded.
+A cursor is opaque to clients: `a.<value>.<id>` pages after (older or smaller than) that row,
+`b.<value>.<id>` before (newer or larger than) it, base64url-encoded.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +28,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
-#: newest activity first; the id breaks ties so the order is total
-ORDERING = ("-last_seen", "-id")
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 COUNT_CAP = 1000
@@ -37,33 +38,63 @@ class InvalidCursor(ValueError):
     """The cursor was not made by this module (edited, truncated or from elsewhere)."""
 
 
+def _aware(stamp: str) -> dt.datetime:
+    value = parse_datetime(stamp)
+    if value is None or value.tzinfo is None:
+        raise ValueError(stamp)
+    return value
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """The order a list is paged in: `field` largest first, the id breaking ties so the order
+    is total; `write` puts a row's value into a cursor and `read` takes it back (raising
+    ValueError for text `write` did not make)."""
+
+    field: str
+    write: Callable[[Any], str]
+    read: Callable[[str], Any]
+
+    @property
+    def ordering(self) -> tuple[str, str]:
+        return (f"-{self.field}", "-id")
+
+    @property
+    def reversed_ordering(self) -> tuple[str, str]:
+        return (self.field, "id")
+
+
+#: newest activity first
+LAST_SEEN = Keyset("last_seen", write=dt.datetime.isoformat, read=_aware)
+ORDERING = LAST_SEEN.ordering
+
+
 @dataclass(frozen=True)
 class Cursor:
-    last_seen: dt.datetime
+    value: Any
     pk: int
-    #: True: the page before (newer than) this row; False: the page after (older than) it
+    #: True: the page before (newer or larger than) this row; False: the page after it
     before: bool = False
 
-    def encode(self) -> str:
-        raw = f"{'b' if self.before else 'a'}.{self.last_seen.isoformat()}.{self.pk}"
+    def encode(self, keyset: Keyset) -> str:
+        raw = f"{'b' if self.before else 'a'}.{keyset.write(self.value)}.{self.pk}"
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, token: str) -> Cursor:
+    def decode(cls, token: str, keyset: Keyset) -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
             direction, rest = raw.split(".", 1)
-            stamp, pk = rest.rsplit(".", 1)
-            last_seen = parse_datetime(stamp)
-            if direction not in ("a", "b") or last_seen is None or last_seen.tzinfo is None:
+            text, pk = rest.rsplit(".", 1)
+            if direction not in ("a", "b"):
                 raise ValueError(raw)
-            return cls(last_seen=last_seen, pk=int(pk), before=direction == "b")
+            return cls(value=keyset.read(text), pk=int(pk), before=direction == "b")
         except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
             raise InvalidCursor("This page link is not valid any more; start again.") from exc
 
     @classmethod
-    def of(cls, row: Model, *, before: bool) -> Cursor:
-        return cls(last_seen=row.last_seen, pk=row.pk, before=before)
+    def of(cls, row: Model, keyset: Keyset, *, before: bool) -> Cursor:
+        return cls(value=getattr(row, keyset.field), pk=row.pk, before=before)
 
 
 @dataclass
@@ -89,58 +120,67 @@ def capped_count(queryset: QuerySet, cap: int | None = None) -> tuple[int, bool]
 
 
 def paginate(
-    queryset: QuerySet, token: str | None, *, size: int = PAGE_SIZE, cap: int | None = None
+    queryset: QuerySet,
+    token: str | None,
+    *,
+    keyset: Keyset = LAST_SEEN,
+    size: int = PAGE_SIZE,
+    cap: int | None = None,
 ) -> KeysetPage:
-    """One page of `queryset` (any filters applied) in ORDERING, from a cursor token or the
-    newest. Raises InvalidCursor for a token this module did not make."""
-    cursor = Cursor.decode(token) if token else None
+    """One page of `queryset` (any filters applied) in `keyset`'s order, from a cursor token or
+    the first page. Raises InvalidCursor for a token this module did not make."""
+    cursor = Cursor.decode(token, keyset) if token else None
     count, capped = capped_count(queryset, cap)
+
+    def token_of(row: Model, *, before: bool) -> str:
+        return Cursor.of(row, keyset, before=before).encode(keyset)
+
     if cursor is None:
-        rows = list(queryset.order_by(*ORDERING)[: size + 1])
+        rows = list(queryset.order_by(*keyset.ordering)[: size + 1])
         more = len(rows) > size
         rows = rows[:size]
         return KeysetPage(
             rows=rows,
-            next_cursor=Cursor.of(rows[-1], before=False).encode() if more else None,
+            next_cursor=token_of(rows[-1], before=False) if more else None,
             previous_cursor=None,
             count=count,
             count_capped=capped,
         )
-    t, pk = cursor.last_seen, cursor.pk
+    field, v, pk = keyset.field, cursor.value, cursor.pk
     if cursor.before:
-        # newer than the cursor row, read upwards and turned round
-        newer = Q(last_seen__gte=t) & (Q(last_seen__gt=t) | Q(id__gt=pk))
-        rows = list(queryset.filter(newer).order_by("last_seen", "id")[: size + 1])
+        # newer (larger) than the cursor row, read upwards and turned round
+        newer = Q(**{f"{field}__gte": v}) & (Q(**{f"{field}__gt": v}) | Q(id__gt=pk))
+        rows = list(queryset.filter(newer).order_by(*keyset.reversed_ordering)[: size + 1])
         more = len(rows) > size
         rows = list(reversed(rows[:size]))
         return KeysetPage(
             rows=rows,
             # older than this page's last row: the cursor row itself opens that page
-            next_cursor=Cursor.of(rows[-1], before=False).encode() if rows else _at(t, pk),
-            previous_cursor=Cursor.of(rows[0], before=True).encode() if more and rows else None,
+            next_cursor=token_of(rows[-1], before=False) if rows else _at(keyset, v, pk),
+            previous_cursor=token_of(rows[0], before=True) if more and rows else None,
             count=count,
             count_capped=capped,
         )
-    # `last_seen <= t` bounds the index range; the rest settles rows of the same instant
-    older = Q(last_seen__lte=t) & (Q(last_seen__lt=t) | Q(id__lt=pk))
-    rows = list(queryset.filter(older).order_by(*ORDERING)[: size + 1])
+    # `field <= v` bounds the index range; the rest settles rows of the same value
+    older = Q(**{f"{field}__lte": v}) & (Q(**{f"{field}__lt": v}) | Q(id__lt=pk))
+    rows = list(queryset.filter(older).order_by(*keyset.ordering)[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
     return KeysetPage(
         rows=rows,
-        next_cursor=Cursor.of(rows[-1], before=False).encode() if more else None,
+        next_cursor=token_of(rows[-1], before=False) if more else None,
         # newer than this page's first row (an empty page: newer than the cursor row and it)
         previous_cursor=(
-            Cursor.of(rows[0], before=True).encode() if rows else _at(t, pk, newer=True)
+            token_of(rows[0], before=True) if rows else _at(keyset, v, pk, newer=True)
         ),
         count=count,
         count_capped=capped,
     )
 
 
-def _at(t: dt.datetime, pk: int, *, newer: bool = False) -> str:
-    """A cursor that includes the row (t, pk) itself: one step past it in the other way."""
-    return Cursor(t, pk - 1 if newer else pk + 1, before=newer).encode()
+def _at(keyset: Keyset, value: Any, pk: int, *, newer: bool = False) -> str:
+    """A cursor that includes the row (value, pk) itself: one step past it in the other way."""
+    return Cursor(value, pk - 1 if newer else pk + 1, before=newer).encode(keyset)
 
 
 class ExceptionKeysetPagination(BasePagination):
@@ -148,6 +188,9 @@ class ExceptionKeysetPagination(BasePagination):
     `?limit=` (1-500, default 50). The answer's `count` stops at 1,000 (`count_capped`)."""
 
     page_size_query_param = "limit"
+    keyset = LAST_SEEN
+    #: what a row is, in the schema's descriptions
+    noun = "exceptions"
 
     def paginate_queryset(
         self, queryset: QuerySet, request: Request, view: Any = None
@@ -162,7 +205,9 @@ class ExceptionKeysetPagination(BasePagination):
             except ValueError:
                 size = PAGE_SIZE
         try:
-            self.page = paginate(queryset, request.query_params.get(CURSOR_PARAM), size=size)
+            self.page = paginate(
+                queryset, request.query_params.get(CURSOR_PARAM), keyset=self.keyset, size=size
+            )
         except InvalidCursor as exc:
             raise NotFound(str(exc)) from exc
         return self.page.rows
@@ -202,7 +247,7 @@ class ExceptionKeysetPagination(BasePagination):
                 "count": {
                     "type": "integer",
                     "example": 123,
-                    "description": f"Matching exceptions, counted up to {COUNT_CAP}.",
+                    "description": f"Matching {self.noun}, counted up to {COUNT_CAP}.",
                 },
                 "count_capped": {
                     "type": "boolean",
@@ -227,7 +272,9 @@ class ExceptionKeysetPagination(BasePagination):
                 "name": self.page_size_query_param,
                 "required": False,
                 "in": "query",
-                "description": f"Exceptions per page (1-{MAX_PAGE_SIZE}, default {PAGE_SIZE}).",
+                "description": (
+                    f"{self.noun.capitalize()} per page (1-{MAX_PAGE_SIZE}, default {PAGE_SIZE})."
+                ),
                 "schema": {"type": "integer"},
             },
         ]

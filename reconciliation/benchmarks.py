@@ -29,7 +29,6 @@ join, its peak memory under 300 MB at both sizes and not growing with the record
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import math
@@ -42,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 
+from integrations.benchmarks.workers import analyze, isolated_database
 from integrations.choices import AuthKind, SystemKind, Vendor
 from integrations.models import Connection
 
@@ -88,21 +88,9 @@ FRAME_COLUMNS = ("key", "native_id", "copies", "cmp_amount", "status", "day", "d
 
 def run(*, records: int = 1_000_000, small: int = 100_000, out: Any = None) -> dict[str, Any]:
     """The whole bench in a fresh database of its own (created and dropped here)."""
-    from integrations.benchmarks.workers import isolated_database
-
     say = out.write if out is not None else print
-    test_settings = connection.settings_dict.setdefault("TEST", {})
-    old_name = test_settings.get("NAME")
-    if connection.vendor == "sqlite":
-        base = str(connection.settings_dict["NAME"])
-        test_settings["NAME"] = base.replace(".sqlite3", "") + "-bench-reconciliation.sqlite3"
-    else:
-        test_settings["NAME"] = f"{connection.settings_dict['NAME']}_bench_reconciliation"
-    try:
-        with isolated_database():
-            return measure(records=records, small=small, say=say)
-    finally:
-        test_settings["NAME"] = old_name
+    with isolated_database("reconciliation"):
+        return measure(records=records, small=small, say=say)
 
 
 def measure(*, records: int, small: int, say: Any = print) -> dict[str, Any]:
@@ -121,7 +109,7 @@ def measure(*, records: int, small: int, say: Any = print) -> dict[str, Any]:
             f"{seeded.missing_in_source:,} missing in source, {seeded.field_mismatch:,} "
             f"amounts differ) in {time.perf_counter() - t0:.1f} s\n"
         )
-    _analyze()
+    analyze(SnapshotRecord)
 
     figures: dict[str, dict[str, Any]] = {}
     for label, (definition, seeded) in definitions.items():
@@ -371,17 +359,6 @@ def load(definition: Definition, records: int) -> Seeded:
     return seeded
 
 
-def _analyze() -> None:
-    table = connection.ops.quote_name(SnapshotRecord._meta.db_table)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and not connection.in_atomic_block:
-            cursor.execute(f"VACUUM ANALYZE {table}")
-            with contextlib.suppress(DatabaseError):
-                cursor.execute("CHECKPOINT")
-        else:
-            cursor.execute(f"ANALYZE {table}")
-
-
 # -- memory -------------------------------------------------------------------------------
 
 
@@ -437,17 +414,6 @@ class PeakMemory:
 # -- the measures -------------------------------------------------------------------------
 
 
-def _outcome_counts(outcome: compare.Outcome) -> dict[str, int]:
-    return {
-        "matched": outcome.matched,
-        "missing_in_target": outcome.missing_in_target,
-        "missing_in_source": outcome.missing_in_source,
-        "field_mismatch": outcome.field_mismatch,
-        "duplicate": outcome.duplicate,
-        "accepted": outcome.accepted,
-    }
-
-
 #: one side's keys, as the bare join reads them
 BARE_SIDE = "SELECT key FROM {table} WHERE definition_id = %s AND side = %s"
 
@@ -481,7 +447,7 @@ def _measure_throughline(
         outcome = compare.classify(run, source_records=seeded.records)
         elapsed = time.perf_counter() - t0
         peak = memory.peak()
-        found = _outcome_counts(outcome)
+        found = outcome.counts()
         if found != expected:
             raise CommandError(
                 f"the classification of {seeded.records:,} invoices found {found}, "

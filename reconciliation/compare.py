@@ -16,7 +16,7 @@ Classes, per key:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
@@ -79,6 +79,10 @@ class Outcome:
     field_mismatch: int
     duplicate: int
     accepted: int
+
+    def counts(self) -> dict[str, int]:
+        """{class: how many}, named as the Run's fields."""
+        return asdict(self)
 
 
 def mismatch_condition(definition: Definition, comparison: catalogue.Comparison) -> str:
@@ -273,6 +277,16 @@ def at_risk(run: Run) -> list[dict[str, object]]:
         }
         for row in rows
     ]
+
+
+def summary(run: Run, outcome: Outcome) -> dict[str, object]:
+    """What a finished run keeps of its comparison (Run's fields): the count of each class,
+    the money at risk and the figures per legal entity."""
+    return {
+        **outcome.counts(),
+        "at_risk": at_risk(run),
+        "by_entity": by_entity(run),
+    }
 
 
 def by_entity(run: Run) -> list[dict[str, object]]:

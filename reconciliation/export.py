@@ -8,16 +8,15 @@ masked for people without finance rights, as on the page.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.urls import reverse
-from django.utils import timezone
 
-from exceptions.export import CHUNK_ROWS, safe_cell, stream_lines
+from console import audit
+from exceptions.export import CHUNK_ROWS, file_stamp, streaming_csv, table_rows
 
 from . import display
 from .actions.permissions import can_see_amounts
@@ -56,31 +55,43 @@ COLUMNS: list[Column] = [
     ("Exception", lambda d, c: d.exception_id or ""),
     ("Accepted because", lambda d, c: d.acceptance.reason if d.acceptance_id else ""),
 ]
-HEADERS = [name for name, _ in COLUMNS]
 
 
 def csv_rows(queryset: QuerySet[Difference], user: Any, *, base_url: str = "") -> Iterator[list]:
     """The header, then one row per difference (as `user` may see it), most at risk first."""
     context = {"allowed": can_see_amounts(user), "base_url": base_url.rstrip("/")}
-    yield HEADERS
     rows = queryset.select_related("run__definition", "acceptance").order_by(*ORDERING)
-    for diff in rows.iterator(chunk_size=CHUNK_ROWS):
-        yield [safe_cell(getter(diff, context)) for _, getter in COLUMNS]
+    return table_rows(rows.iterator(chunk_size=CHUNK_ROWS), COLUMNS, context)
 
 
 def filename(run: Run) -> str:
-    stamp = timezone.now().astimezone(dt.UTC).strftime("%Y%m%d-%H%M")
-    return f"reconciliation-{run.definition.name}-run{run.pk}-{stamp}.csv"
+    return f"reconciliation-{run.definition.name}-run{run.pk}-{file_stamp()}.csv"
 
 
 def csv_response(
     queryset: QuerySet[Difference], user: Any, *, run: Run, base_url: str = ""
 ) -> StreamingHttpResponse:
     """A streaming CSV download of `queryset` as `user` may see it."""
-    response = StreamingHttpResponse(
-        stream_lines(csv_rows(queryset, user, base_url=base_url)),
-        content_type="text/csv; charset=utf-8",
+    return streaming_csv(csv_rows(queryset, user, base_url=base_url), filename(run))
+
+
+def audited_csv_response(
+    queryset: QuerySet[Difference],
+    user: Any,
+    *,
+    run: Run,
+    query: str,
+    base_url: str = "",
+    through: str = "",
+) -> StreamingHttpResponse:
+    """`csv_response`, with the export in the audit trail: the run, the filters (`query`) and
+    where it was asked for (`through`: "" for the page, "the API")."""
+    audit.record(
+        "reconciliation.exported",
+        f"CSV export of reconciliation run #{run.pk} ({run.definition.name})"
+        f"{f' through {through}' if through else ''}: {query or 'no filters'}",
+        actor=user,
+        obj=run,
+        query=query,
     )
-    response["Content-Disposition"] = f'attachment; filename="{filename(run)}"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return csv_response(queryset, user, run=run, base_url=base_url)

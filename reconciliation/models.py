@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import models
 from django_celery_beat.models import PeriodicTask
 
-from console.schedules import sync_task, validate_schedule
+from console.schedules import PeriodicTaskOwner, validate_schedule
 from integrations.models import Connection
 
 from .catalogue import KIND_CHOICES
@@ -29,7 +29,7 @@ class Side(models.TextChoices):
     TARGET = "target", "Target"
 
 
-class Definition(models.Model):
+class Definition(PeriodicTaskOwner):
     """One pair of systems and entities to compare, with the tolerances of the comparison.
 
     `kind` names the comparison in the catalogue (reconciliation.catalogue): the entity, how
@@ -81,28 +81,16 @@ class Definition(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args: object, **kwargs: object) -> None:
-        super().save(*args, **kwargs)
-        task = sync_task(
-            self.periodic_task,
-            name=f"Reconciliation: {self.name}",
-            task_path=SCHEDULED_TASK,
-            schedule=self.schedule,
-            args=[self.pk],
-            enabled=self.enabled,
-            description=f"Compares {self.get_kind_display()} ({self.source} vs {self.target}); "
-            "edit the schedule here or on the definition.",
-        )
-        if self.periodic_task_id != task.pk:
-            Definition.objects.filter(pk=self.pk).update(periodic_task=task)
-            self.periodic_task = task
+    task_path = SCHEDULED_TASK
 
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        task = self.periodic_task
-        result = super().delete(*args, **kwargs)
-        if task is not None:
-            task.delete()
-        return result
+    def periodic_task_name(self) -> str:
+        return f"Reconciliation: {self.name}"
+
+    def periodic_task_description(self) -> str:
+        return (
+            f"Compares {self.get_kind_display()} ({self.source} vs {self.target}); "
+            "edit the schedule here or on the definition."
+        )
 
 
 class SnapshotRecord(models.Model):

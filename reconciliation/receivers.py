@@ -14,19 +14,17 @@ import logging
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_save
 from django.dispatch import receiver
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from console.choices import TeamKind
-from console.schedules import schedule_of
+from console.schedules import follow_task_edits
 from exceptions import services
 from exceptions.choices import ACTIVE_STATUSES, Category
 from exceptions.classification import classify
 from exceptions.models import IntegrationException
 from integrations.workflows.failures import StepFailure, describe_failure
 
-from .models import SCHEDULED_TASK, Definition, Run
+from .models import Definition, Run
 from .signals import run_finished
 
 logger = logging.getLogger(__name__)
@@ -109,18 +107,4 @@ def _resolve_failures(run: Run) -> None:
         )
 
 
-@receiver(post_save, sender=PeriodicTask, dispatch_uid="reconciliation-periodic-task-edited")
-def periodic_task_edited(sender: type, instance: PeriodicTask, **kwargs: Any) -> None:
-    if instance.task != SCHEDULED_TASK or instance.crontab_id is None:
-        return
-    Definition.objects.filter(periodic_task=instance).update(
-        schedule=schedule_of(instance.crontab), enabled=instance.enabled
-    )
-
-
-@receiver(post_save, sender=CrontabSchedule, dispatch_uid="reconciliation-crontab-edited")
-def crontab_edited(sender: type, instance: CrontabSchedule, **kwargs: Any) -> None:
-    """A crontab edited in place: every definition whose task uses it follows."""
-    Definition.objects.filter(
-        periodic_task__task=SCHEDULED_TASK, periodic_task__crontab=instance
-    ).update(schedule=schedule_of(instance))
+follow_task_edits(Definition, uid="reconciliation")

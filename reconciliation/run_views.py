@@ -14,7 +14,6 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from console import audit
 from exceptions.saved_views import normalise_query
 
 from . import actions, catalogue, display, export
@@ -134,17 +133,12 @@ def run_export(request: HttpRequest, pk: int) -> StreamingHttpResponse | HttpRes
     if not filterset.is_valid():
         messages.error(request, "The filters are not valid; nothing exported.")
         return HttpResponseRedirect(reverse("reconciliation:run-detail", args=[run.pk]))
-    query = normalise_query(request.GET)
-    audit.record(
-        "reconciliation.exported",
-        f"CSV export of reconciliation run #{run.pk} ({run.definition.name}): "
-        f"{query or 'no filters'}",
-        actor=request.user,
-        obj=run,
-        query=query,
-    )
-    return export.csv_response(
-        filterset.qs, request.user, run=run, base_url=request.build_absolute_uri("/")
+    return export.audited_csv_response(
+        filterset.qs,
+        request.user,
+        run=run,
+        query=normalise_query(request.GET),
+        base_url=request.build_absolute_uri("/"),
     )
 
 

@@ -118,14 +118,7 @@ def execute(run_id: int) -> Run:
                 phase="done",
                 finished_at=timezone.now(),
                 compare_ms=elapsed_ms,
-                matched=outcome.matched,
-                missing_in_target=outcome.missing_in_target,
-                missing_in_source=outcome.missing_in_source,
-                field_mismatch=outcome.field_mismatch,
-                duplicate=outcome.duplicate,
-                accepted=outcome.accepted,
-                at_risk=compare.at_risk(run),
-                by_entity=compare.by_entity(run),
+                **compare.summary(run, outcome),
             )
             run_finished.send(sender=Run, run=run, error=None)
     except Exception as exc:

@@ -1,5 +1,6 @@
-"""Demo extracts: one daily CSV extract per dataset, and a disabled Parquet example. Created
-once: schedules and settings people change later are kept on every start."""
+"""Demo extracts: one CSV extract per dataset (daily; time entries every 15 minutes, so that a
+demo session sees utilization freshness move), and a disabled Parquet example. Created once:
+schedules and settings people change later are kept on every start."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .models import Extract
 DEMO_EXTRACTS = [
     ("customers-daily", Extract.Dataset.CUSTOMERS, Extract.Format.CSV, "0 2 * * *", True),
     ("projects-daily", Extract.Dataset.PROJECTS, Extract.Format.CSV, "5 2 * * *", True),
-    ("time-entries-daily", Extract.Dataset.TIME_ENTRIES, Extract.Format.CSV, "10 2 * * *", True),
+    ("time-entries", Extract.Dataset.TIME_ENTRIES, Extract.Format.CSV, "*/15 * * * *", True),
     ("invoices-daily", Extract.Dataset.INVOICES, Extract.Format.CSV, "15 2 * * *", True),
     ("exceptions-daily", Extract.Dataset.EXCEPTIONS, Extract.Format.CSV, "20 2 * * *", True),
     ("invoices-parquet", Extract.Dataset.INVOICES, Extract.Format.PARQUET, "30 2 * * *", False),

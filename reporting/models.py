@@ -9,7 +9,9 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django_celery_beat.models import PeriodicTask
 
-from console.schedules import validate_schedule
+from console.schedules import PeriodicTaskOwner, validate_schedule
+
+from .schedules import TASK, task_name
 
 DEFAULT_SCHEDULE = "0 2 * * *"  # daily at 02:00 UTC
 
@@ -18,7 +20,7 @@ def extracts_root() -> Path:
     return Path(settings.EXTRACTS_ROOT).resolve()
 
 
-class Extract(models.Model):
+class Extract(PeriodicTaskOwner):
     """One dataset written on a schedule as CSV or Parquet files, each file holding only the
     rows changed since the previous one (the watermark)."""
 
@@ -72,18 +74,16 @@ class Extract(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_dataset_display()}, {self.get_format_display()})"
 
-    def save(self, *args: object, **kwargs: object) -> None:
-        super().save(*args, **kwargs)
-        from .schedules import sync_periodic_task
+    task_path = TASK
 
-        sync_periodic_task(self)
+    def periodic_task_name(self) -> str:
+        return task_name(self)
 
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        task = self.periodic_task
-        result = super().delete(*args, **kwargs)
-        if task is not None:
-            task.delete()
-        return result
+    def periodic_task_description(self) -> str:
+        return (
+            f"Writes the {self.get_dataset_display().lower()} extract '{self.name}' "
+            "(edit the schedule here or on the extract)."
+        )
 
     @property
     def folder(self) -> Path:

@@ -1,13 +1,16 @@
-"""Shared fixtures: vendor stand-ins over real HTTP, the demo data pointing at them, and Celery
-running tasks eagerly (except in end-to-end tests, which use a real worker)."""
+"""Shared fixtures: vendor stand-ins over real HTTP, the demo data pointing at them, Celery
+running tasks eagerly (except in end-to-end tests, which use a real worker), and the receiving
+end of alert webhooks."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from console.celery import app as celery_app
+from exceptions import alerts
 from integrations.connectors.auth import OAuthTokenAuth
 from integrations.standins.server import STANDINS, RunningStandin, start_standin
 
@@ -49,3 +52,16 @@ def eager_celery(request: pytest.FixtureRequest) -> Iterator[None]:
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[httpx.Request]]:
+    """The alert webhooks' receiving end, in-process (no network): every POST is kept."""
+    received: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        received.append(request)
+        return httpx.Response(200, text="ok")
+
+    monkeypatch.setattr(alerts, "WEBHOOK_TRANSPORT", httpx.MockTransport(handler))
+    yield received

@@ -1,4 +1,5 @@
-"""Bench plumbing: an isolated database, real Celery worker processes, their peak memory."""
+"""Bench plumbing: an isolated database and its planner statistics after a load, real Celery
+worker processes, their peak memory."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 
 import redis
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
+from django.db.models import Model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,14 +35,45 @@ def database_url() -> str:
 
 
 @contextmanager
-def isolated_database() -> Iterator[str]:
-    """A fresh database for the bench (created and dropped like a test database)."""
-    old = connection.settings_dict["NAME"]
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+def isolated_database(label: str = "") -> Iterator[str]:
+    """A fresh database for the bench (created and dropped like a test database); with
+    `label`, a database of that bench's own (`<name>-bench-<label>.sqlite3`, or
+    `<name>_bench_<label>` on PostgreSQL)."""
+    if not label:
+        old = connection.settings_dict["NAME"]
+        name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+        try:
+            yield name
+        finally:
+            connection.creation.destroy_test_db(old, verbosity=0)
+        return
+    test_settings = connection.settings_dict.setdefault("TEST", {})
+    old_test_name = test_settings.get("NAME")
+    base = str(connection.settings_dict["NAME"])
+    if connection.vendor == "sqlite":
+        test_settings["NAME"] = base.replace(".sqlite3", "") + f"-bench-{label}.sqlite3"
+    else:
+        test_settings["NAME"] = f"{base}_bench_{label}"
     try:
-        yield name
+        with isolated_database() as name:
+            yield name
     finally:
-        connection.creation.destroy_test_db(old, verbosity=0)
+        test_settings["NAME"] = old_test_name
+
+
+def analyze(*models: type[Model]) -> None:
+    """Fresh planner statistics for the models' tables after a bulk load. On PostgreSQL
+    (outside a transaction) VACUUM ANALYZE, then the load written out now rather than in a
+    checkpoint during the measures (CHECKPOINT needs a superuser or pg_checkpoint; without,
+    the interleaved measures share the noise)."""
+    vacuum = connection.vendor == "postgresql" and not connection.in_atomic_block
+    with connection.cursor() as cursor:
+        for model in models:
+            table = connection.ops.quote_name(model._meta.db_table)
+            cursor.execute(f"{'VACUUM ANALYZE' if vacuum else 'ANALYZE'} {table}")
+        if vacuum:
+            with suppress(DatabaseError):
+                cursor.execute("CHECKPOINT")
 
 
 @contextmanager

@@ -29,7 +29,6 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from console import audit
 from exceptions.api.actions import StateConflict, refused
 from exceptions.saved_views import normalise_query
 
@@ -184,18 +183,13 @@ class RunDifferenceListView(generics.ListAPIView):
         run = get_object_or_404(Run.objects.select_related("definition"), pk=kwargs["pk"])
         if request.accepted_renderer.format != CSVRenderer.format:
             return self.list(request, *args, **kwargs)
-        queryset = self.filter_queryset(self.get_queryset())
-        query = normalise_query(request.query_params)
-        audit.record(
-            "reconciliation.exported",
-            f"CSV export of reconciliation run #{run.pk} ({run.definition.name}) through the "
-            f"API: {query or 'no filters'}",
-            actor=request.user,
-            obj=run,
-            query=query,
-        )
-        return export.csv_response(
-            queryset, request.user, run=run, base_url=request.build_absolute_uri("/")
+        return export.audited_csv_response(
+            self.filter_queryset(self.get_queryset()),
+            request.user,
+            run=run,
+            query=normalise_query(request.query_params),
+            base_url=request.build_absolute_uri("/"),
+            through="the API",
         )
 
 

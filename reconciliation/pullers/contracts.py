@@ -61,10 +61,9 @@ from ..pulling import PullContext
 from ..records import PulledRecord
 from . import reruns
 from .projects import KEY_PREFIX, read_jobs
-from .scoping import (
-    ErpScope,
+from .scoping import ErpScope, external_ids_of
+from .values import (
     amount,
-    bound,
     day,
     need_record,
     newest,
@@ -103,7 +102,7 @@ def crm_deals(ctx: PullContext) -> dt.datetime | None:
     erp = ctx.definition.target
     scope = ErpScope(erp)
     keys = {f"{KEY_PREFIX}{need_record(CRM_OPERATION, d, 'Id')}" for d in deals}
-    in_erp = bound(erp, ENTITY, keys)
+    in_erp = external_ids_of(erp, ENTITY, keys)
     latest: dt.datetime | None = None
     for deal in deals:
         deal_id = need_record(CRM_OPERATION, deal, "Id")

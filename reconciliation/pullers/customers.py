@@ -72,13 +72,10 @@ from ..models import Definition
 from ..pulling import PullContext
 from ..records import PulledRecord
 from . import reruns
-from .scoping import (
-    ErpScope,
-    bound,
-    currency_codes,
+from .scoping import ErpScope, currency_codes, external_ids_of, keys_of
+from .values import (
     day,
     flag,
-    keys_of,
     need_record,
     newest,
     salesforce_stamp,
@@ -133,7 +130,7 @@ def crm_accounts(ctx: PullContext) -> dt.datetime | None:
     for deal in deals:
         _add_deal(accounts, deal)
     scope = ErpScope(ctx.definition.target)
-    already = bound(ctx.definition.target, ENTITY, [customer_key(a) for a in accounts])
+    already = external_ids_of(ctx.definition.target, ENTITY, [customer_key(a) for a in accounts])
     latest: dt.datetime | None = None
     for account in accounts.values():
         latest = newest(latest, account.modified)

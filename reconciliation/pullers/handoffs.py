@@ -1,18 +1,18 @@
 """What Throughline knows of a PSA project, for the pullers: its deal (through the project
-bindings), the deal's legal entity and customer (from the hand-off run that provisioned it),
-and which ERP receives the project's documents (coexistence routing). Each is looked up once
-per pull and remembered, so a page of records costs no query per record."""
+bindings) and the deal's legal entity and customer (from the hand-off run that provisioned it).
+Each is looked up once per pull and remembered, so a page of records costs no query per record.
+(Which ERP receives the deal's documents: reconciliation.pullers.scoping.ErpScope.)"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from integrations.canonical import schemas
-from integrations.models import Connection, ExternalBinding, SyncRun
-from integrations.routing import erp_for
+from integrations.models import Connection
 from integrations.workflows.erp_customers import customer_key
 
-HANDOFF_WORKFLOW = "create_service_engagement"
+from .reruns import handoff
+from .scoping import keys_of
 
 
 @dataclass(frozen=True)
@@ -26,29 +26,18 @@ class Deal:
     customer_name: str
 
 
-def bound(connection: Connection, entity_type: str) -> dict[str, str]:
-    """{external id: canonical key} of every binding of one kind in a connection (people,
-    projects, legal entities, customers: tables of thousands, read once per pull)."""
-    return dict(
-        ExternalBinding.objects.filter(connection=connection, entity_type=entity_type)
-        .values_list("external_id", "canonical_key")
-        .iterator(chunk_size=5000)
-    )
-
-
 class Deals:
-    """The deals of a PSA's projects, and the ERP each legal entity's documents go to."""
+    """The deals of a PSA's projects."""
 
     def __init__(self, psa: Connection) -> None:
         self.psa = psa
         self._projects: dict[str, str] | None = None
         self._deals: dict[str, Deal | None] = {}
-        self._erps: dict[tuple[str, str], int] = {}
 
     def of_workspace(self, workspace_id: str) -> Deal | None:
         """The deal of a PSA project, or None when Throughline did not provision it."""
         if self._projects is None:
-            self._projects = bound(self.psa, "project")
+            self._projects = keys_of(self.psa, "project")
         deal_key = self._projects.get(str(workspace_id))
         return self.of_deal(deal_key) if deal_key else None
 
@@ -57,17 +46,9 @@ class Deals:
             self._deals[deal_key] = _deal(deal_key)
         return self._deals[deal_key]
 
-    def erp_id(self, legal_entity: str, document: str) -> int:
-        """The id of the ERP connection receiving `document` records of the legal entity
-        today (coexistence routing)."""
-        memo = (legal_entity, document)
-        if memo not in self._erps:
-            self._erps[memo] = erp_for(legal_entity, document).pk
-        return self._erps[memo]
-
 
 def _deal(deal_key: str) -> Deal | None:
-    run = SyncRun.objects.filter(workflow=HANDOFF_WORKFLOW, correlation_id=deal_key).first()
+    run = handoff(deal_key)
     if run is None or "fetch_deal" not in run.context:
         return None
     opp = schemas.Opportunity.model_validate(run.context["fetch_deal"]["opportunity"])

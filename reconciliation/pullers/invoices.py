@@ -63,8 +63,9 @@ from integrations.workflows.registry import get_workflow
 from ..models import Definition, Side, SnapshotRecord
 from ..pulling import PullContext
 from ..records import PulledRecord
-from .handoffs import Deals, bound
-from .values import day, later, number, shape_error, stamp
+from .handoffs import Deals
+from .scoping import ErpScope, currency_codes, keys_of
+from .values import amount, day, newest, shape_error, stamp
 
 logger = logging.getLogger(__name__)
 
@@ -91,19 +92,19 @@ def psa_milestones(ctx: PullContext) -> dt.datetime | None:
     change seen (story or Throughline reference)."""
     psa, erp = ctx.connection, ctx.definition.target
     deals = Deals(psa)
-    newest: dt.datetime | None = None
+    scope = ErpScope(erp)
+    latest: dt.datetime | None = None
     skipped = {"not provisioned by Throughline": 0, "invoiced in another ERP": 0}
     page: list[dict[str, Any]] = []
 
     def flush() -> None:
-        for story, deal in _in_scope(page, psa, erp, deals, skipped):
+        for story, deal in _in_scope(page, psa, scope, deals, skipped):
             ctx.emit(_milestone_record(psa, story, deal))
         page.clear()
 
     for story in ctx.client.milestone_stories(ctx.since):
-        newest = later(newest, stamp(story.get("updated_at")))
         reference = story.get("throughline_reference") or {}
-        newest = later(newest, stamp(reference.get("updated_at")))
+        latest = newest(latest, stamp(story.get("updated_at")), stamp(reference.get("updated_at")))
         if not _billable_or_billed(story):
             continue
         page.append(story)
@@ -111,7 +112,7 @@ def psa_milestones(ctx: PullContext) -> dt.datetime | None:
             flush()
     flush()
     _log_skipped(ctx, skipped)
-    return newest
+    return latest
 
 
 def _billable_or_billed(story: dict[str, Any]) -> bool:
@@ -124,11 +125,12 @@ def _billable_or_billed(story: dict[str, Any]) -> bool:
 def _in_scope(
     stories: list[dict[str, Any]],
     psa: Connection,
-    erp: Connection,
+    scope: ErpScope,
     deals: Deals,
     skipped: dict[str, int],
 ) -> Iterator[tuple[dict[str, Any], Any]]:
-    """The stories whose project Throughline provisioned and whose invoice goes to `erp`."""
+    """The stories whose project Throughline provisioned and whose invoice goes to the scope's
+    ERP: the ERP it is bound in, else today's route for the deal's legal entity."""
     keys = [milestone_key(psa, str(story["id"])) for story in stories]
     bound_in: dict[str, set[int]] = {}
     erps = Connection.objects.filter(system=SystemKind.ERP).values_list("pk", flat=True)
@@ -141,8 +143,11 @@ def _in_scope(
         if deal is None:
             skipped["not provisioned by Throughline"] += 1
             continue
-        erps = bound_in.get(key) or {deals.erp_id(deal.legal_entity, ErpDocument.INVOICE)}
-        if erp.pk not in erps:
+        if key in bound_in:
+            here = scope.erp.pk in bound_in[key]
+        else:
+            here = scope.routes_here(deal.legal_entity, ErpDocument.INVOICE)
+        if not here:
             skipped["invoiced in another ERP"] += 1
             continue
         yield story, deal
@@ -150,25 +155,26 @@ def _in_scope(
 
 def _milestone_record(psa: Connection, story: dict[str, Any], deal: Any) -> PulledRecord:
     sid = str(story["id"])
-    where = f"Kantata story {sid}"
+    where, operation = f"Kantata story {sid}", "kantata.stories.list"
     currency = story.get("currency")
     if not isinstance(currency, str) or len(currency) != 3:
-        raise shape_error(f"{where}: its workspace has no currency", "kantata.stories.list")
+        raise shape_error(operation, story, f"{where}: its workspace has no currency")
     if "budget_estimate_in_cents" not in story:
         raise shape_error(
-            f"{where}: budget_estimate_in_cents is not visible to the API user",
-            "kantata.stories.list",
+            operation, story, f"{where}: budget_estimate_in_cents is not visible to the API user"
         )
     raw = story["budget_estimate_in_cents"]
     if isinstance(raw, str) and raw.strip().isdigit():
         raw = int(raw)
     if raw is not None and (isinstance(raw, bool) or not isinstance(raw, int) or raw < 0):
         raise shape_error(
+            operation,
+            story,
             f"{where}: budget_estimate_in_cents {raw!r} is not a whole number of subunits",
-            "kantata.stories.list",
         )
-    completed = story.get("completed_at") or story.get("updated_at")
-    completed_day = day(completed, f"{where}: completed_at", "kantata.stories.list", with_time=True)
+    # when it last became completed; a story the PSA gives no completion time: its last change
+    completed = "completed_at" if story.get("completed_at") else "updated_at"
+    completed_day = day(operation, story, completed, where, required=True, with_time=True)
     reference = story.get("throughline_reference") or {}
     return PulledRecord(
         key=milestone_key(psa, sid),
@@ -184,7 +190,7 @@ def _milestone_record(psa: Connection, story: dict[str, Any], deal: Any) -> Pull
             "deal": deal.key,
             "workspace": str(story.get("workspace_id") or ""),
         },
-        modified_at=later(stamp(story.get("updated_at")), stamp(reference.get("updated_at"))),
+        modified_at=newest(stamp(story.get("updated_at")), stamp(reference.get("updated_at"))),
     )
 
 
@@ -205,13 +211,10 @@ def erp_invoices(ctx: PullContext) -> dt.datetime | None:
     pull), keyed through the bindings; return the newest lastmodifieddate seen."""
     erp = ctx.connection
     client = ctx.client
-    currencies = {
-        str(row["id"]): str(row.get("symbol") or "")
-        for row in client.suiteql("SELECT id, symbol FROM currency")
-    }
-    entities = bound(erp, "legal_entity")
-    customers = bound(erp, "customer")
-    newest: dt.datetime | None = None
+    currencies = currency_codes(client)
+    entities = keys_of(erp, "legal_entity")
+    customers = keys_of(erp, "customer")
+    latest: dt.datetime | None = None
     chunk: list[dict[str, Any]] = []
 
     def flush() -> None:
@@ -221,13 +224,12 @@ def erp_invoices(ctx: PullContext) -> dt.datetime | None:
         chunk.clear()
 
     for row in client.invoices(ctx.since):
-        modified = stamp(row.get("lastmodifieddate"))
-        newest = later(newest, modified)
+        latest = newest(latest, stamp(row.get("lastmodifieddate")))
         chunk.append(row)
         if len(chunk) >= CHUNK:
             flush()
     flush()
-    return newest
+    return latest
 
 
 def _invoice_keys(erp: Connection, rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -258,12 +260,13 @@ def _invoice_record(
 ) -> PulledRecord:
     rid = str(row["id"])
     where, operation = f"NetSuite invoice {rid}", "netsuite.invoice.list"
-    total = number(row.get("foreigntotal"), f"{where}: foreigntotal", operation)
-    tax = number(row.get("taxtotal", 0), f"{where}: taxtotal", operation)
+    total = amount(operation, row, "foreigntotal", where, required=True)
+    # SuiteQL leaves out an empty column: no taxtotal is no tax
+    tax = amount(operation, row, "taxtotal", where, required=True) if "taxtotal" in row else 0
     currency = currencies.get(str(row.get("currency") or ""), "")
     if len(currency) != 3:
         raise shape_error(
-            f"{where}: currency {row.get('currency')!r} is not a known currency", operation
+            operation, row, f"{where}: currency {row.get('currency')!r} is not a known currency"
         )
     entity = str(row.get("entity") or "")
     return PulledRecord(
@@ -273,7 +276,7 @@ def _invoice_record(
         currency=currency,
         amount=total - tax,
         status=_erp_status(row.get("status")),
-        day=day(row.get("trandate"), f"{where}: trandate", operation),
+        day=day(operation, row, "trandate", where, required=True),
         fields={
             "customer": customers.get(entity) or f"erp-customer:{entity}",
             "number": str(row.get("tranid") or ""),

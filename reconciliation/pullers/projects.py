@@ -57,12 +57,10 @@ from ..models import Definition
 from ..pulling import PullContext
 from ..records import PulledRecord
 from . import reruns
-from .scoping import (
-    ErpScope,
-    bound,
+from .scoping import ErpScope, external_ids_of, keys_of
+from .values import (
     day,
     flag,
-    keys_of,
     need_record,
     newest,
     shape_error,
@@ -98,7 +96,7 @@ def psa_projects(ctx: PullContext) -> dt.datetime | None:
             found.append((key, wid, workspace))
     erp = ctx.definition.target
     scope = ErpScope(erp)
-    in_erp = bound(erp, ENTITY, [key for key, _wid, _w in found])
+    in_erp = external_ids_of(erp, ENTITY, [key for key, _wid, _w in found])
     for key, wid, workspace in found:
         legal_entity = _legal_entity(workspace, wid)
         if key not in in_erp and not scope.routes_here(legal_entity, ErpDocument.PROJECT):

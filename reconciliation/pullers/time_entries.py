@@ -39,8 +39,9 @@ from integrations.postings import repost_time_entries
 from ..models import Definition, Side, SnapshotRecord
 from ..pulling import PullContext
 from ..records import PulledRecord
-from .handoffs import Deals, bound
-from .values import day, later, number, shape_error, stamp
+from .handoffs import Deals
+from .scoping import ErpScope, keys_of
+from .values import CENT, amount, day, newest, shape_error, stamp
 
 logger = logging.getLogger(__name__)
 
@@ -49,24 +50,27 @@ def psa_time_entries(ctx: PullContext) -> dt.datetime | None:
     """Emit the PSA's approved time entries in scope; return the newest updated_at seen."""
     psa, erp = ctx.connection, ctx.definition.target
     deals = Deals(psa)
-    people = bound(psa, "person")
-    newest: dt.datetime | None = None
+    scope = ErpScope(erp)
+    people = keys_of(psa, "person")
+    latest: dt.datetime | None = None
     skipped = {"not provisioned by Throughline": 0, "posted to another ERP": 0}
     operation = "kantata.time_entries.list"
     for entry in ctx.client.approved_time_entries(ctx.since):
-        newest = later(newest, stamp(entry.get("updated_at")))
+        latest = newest(latest, stamp(entry.get("updated_at")))
         deal = deals.of_workspace(str(entry.get("workspace_id")))
         if deal is None:
             skipped["not provisioned by Throughline"] += 1
             continue
-        if deals.erp_id(deal.legal_entity, ErpDocument.POSTING) != erp.pk:
+        if not scope.routes_here(deal.legal_entity, ErpDocument.POSTING):
             skipped["posted to another ERP"] += 1
             continue
         eid = str(entry["id"])
         where = f"Kantata time entry {eid}"
         minutes = entry.get("time_in_minutes")
         if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 0:
-            raise shape_error(f"{where}: time_in_minutes {minutes!r} is not minutes", operation)
+            raise shape_error(
+                operation, entry, f"{where}: time_in_minutes {minutes!r} is not minutes"
+            )
         user = str(entry.get("user_id") or "")
         ctx.emit(
             PulledRecord(
@@ -74,7 +78,7 @@ def psa_time_entries(ctx: PullContext) -> dt.datetime | None:
                 native_id=eid,
                 legal_entity=deal.legal_entity,
                 status="approved",
-                day=day(entry.get("date_performed"), f"{where}: date_performed", operation),
+                day=day(operation, entry, "date_performed", where, required=True),
                 fields={
                     "hours": _hours(hours_from_minutes(minutes)),
                     "person": people.get(user) or f"psa-user:{user}",
@@ -88,20 +92,20 @@ def psa_time_entries(ctx: PullContext) -> dt.datetime | None:
             logger.info(
                 "reconciliation %s: %d time entries skipped: %s", ctx.definition, count, reason
             )
-    return newest
+    return latest
 
 
 def erp_time_bills(ctx: PullContext) -> dt.datetime | None:
     """Emit the time bills an integration posted to the ERP; return the newest
     lastmodifieddate seen."""
     erp = ctx.connection
-    people = bound(erp, "person")
-    projects = bound(erp, "project")
-    entities = bound(erp, "legal_entity")
-    newest: dt.datetime | None = None
+    people = keys_of(erp, "person")
+    projects = keys_of(erp, "project")
+    entities = keys_of(erp, "legal_entity")
+    latest: dt.datetime | None = None
     operation = "netsuite.timebill.list"
     for row in ctx.client.time_bills(ctx.since):
-        newest = later(newest, stamp(row.get("lastmodifieddate")))
+        latest = newest(latest, stamp(row.get("lastmodifieddate")))
         rid = str(row["id"])
         where = f"NetSuite time bill {rid}"
         employee, job = str(row.get("employee") or ""), str(row.get("customer") or "")
@@ -111,20 +115,21 @@ def erp_time_bills(ctx: PullContext) -> dt.datetime | None:
                 native_id=rid,
                 legal_entity=entities.get(str(row.get("subsidiary") or ""), ""),
                 status="approved" if row.get("supervisorapproval") == "T" else "not_approved",
-                day=day(row.get("trandate"), f"{where}: trandate", operation),
+                day=day(operation, row, "trandate", where, required=True),
                 fields={
-                    "hours": _hours(number(row.get("hours"), f"{where}: hours", operation)),
+                    "hours": _hours(amount(operation, row, "hours", where, required=True)),
                     "person": people.get(employee) or f"erp-employee:{employee}",
                     "project": projects.get(job) or f"erp-project:{job}",
                 },
                 modified_at=stamp(row.get("lastmodifieddate")),
             )
         )
-    return newest
+    return latest
 
 
 def _hours(value: Decimal) -> str:
-    return format(value, "f")
+    """Hours to the hundredth (the PSA's minutes give no finer), as compared text."""
+    return format(value.quantize(CENT), "f")
 
 
 def resync(definition: Definition, keys: Iterable[str]) -> dict[str, str]:

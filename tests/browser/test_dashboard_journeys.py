@@ -19,21 +19,11 @@ from dashboards.observations import Dims, Observation
 from integrations.models import LegalEntity
 from tests.factories import make_queue, make_team, make_user
 
+from .watching import watch
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "pw-for-tests-1"
-
-
-def watch(page: Any, live_server: Any) -> tuple[list[str], list[str]]:
-    """Script errors on the page, and requests that left the test server."""
-    errors: list[str] = []
-    external: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "request",
-        lambda req: external.append(req.url) if not req.url.startswith(live_server.url) else None,
-    )
-    return errors, external
 
 
 def test_finance_admin_edits_a_kpi_threshold(page: Any, live_server: Any, login: Any) -> None:

@@ -11,18 +11,14 @@ from console.demo import DEMO_PASSWORD
 from integrations.models import Connection
 from integrations.polling import poll_closed_won
 
+from .watching import watch
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_kpi_detail_draws_its_chart(page: Any, live_server: Any, login: Any, demo) -> None:
     poll_closed_won(Connection.objects.get(vendor="salesforce"))
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    external: list[str] = []
-    page.on(
-        "request",
-        lambda req: external.append(req.url) if not req.url.startswith(live_server.url) else None,
-    )
+    errors, external = watch(page, live_server)
 
     login(page, live_server, "finance", DEMO_PASSWORD)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="KPIs").click()

@@ -17,6 +17,8 @@ import pytest
 from reconciliation.models import Acceptance, Difference, Run
 from tests.reconciliation import scenario
 
+from .watching import watch
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -30,13 +32,7 @@ def test_finance_reviews_a_run_accepts_a_difference_and_exports(
     Run.objects.filter(pk=run.pk).update(
         status=Run.Status.PULLING, phase="pulling target (NetSuite): 1,200 records"
     )
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    external: list[str] = []
-    page.on(
-        "request",
-        lambda req: external.append(req.url) if not req.url.startswith(live_server.url) else None,
-    )
+    errors, external = watch(page, live_server)
 
     login(page, live_server, people.finance.username, scenario.PASSWORD)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Reconciliation").click()

@@ -9,7 +9,6 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from dashboards import kpi_queries, kpis, margins, rollups
 from dashboards.kpi_queries import Filters
@@ -26,26 +25,10 @@ from integrations.signals import entries_posted
 from reporting.models import Extract, ExtractRun
 from tests.factories import make_connection
 
-T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+from .clock import T0
+
 D = dt.timedelta(days=1)
 H = dt.timedelta(hours=1)
-
-
-class Clock:
-    """timezone.now() under the test's control (auto_now_add fields included)."""
-
-    def __init__(self, at: dt.datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> dt.datetime:
-        return self.at
-
-
-@pytest.fixture
-def clock(monkeypatch) -> Clock:
-    clock = Clock(T0)
-    monkeypatch.setattr(timezone, "now", clock)
-    return clock
 
 
 def kpi(key: str) -> kpis.Kpi:

@@ -23,7 +23,8 @@ from integrations.models import BusinessTimestamp, PostingBatch, SyncRun, SyncSt
 from integrations.signals import entries_posted, runs_succeeded
 from tests.factories import make_connection, make_exception, make_queue, make_team, make_user
 
-T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+from .clock import T0
+
 NOW = T0 + dt.timedelta(days=3)
 DAY1 = T0.replace(hour=0)
 H = dt.timedelta(hours=1)
@@ -88,23 +89,6 @@ def succeed(*runs: SyncRun, at: dt.datetime) -> None:
     for run in runs:
         run.status, run.finished_at = RunStatus.SUCCEEDED, at
     runs_succeeded.send(sender=SyncRun, runs=list(runs))
-
-
-class Clock:
-    """timezone.now() under the test's control (auto_now_add fields included)."""
-
-    def __init__(self, at: dt.datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> dt.datetime:
-        return self.at
-
-
-@pytest.fixture
-def clock(monkeypatch) -> Clock:
-    clock = Clock(T0)
-    monkeypatch.setattr(timezone, "now", clock)
-    return clock
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from integrations.reference_data import sync_people
 from integrations.revenue import sync_recognised_revenue
 from reporting.extracts import run_extract
 from reporting.models import Extract
+from tests.standin_steps import complete_first_milestone
 
 ACCOUNTS = {
     "UK01": "0015g00000Tl001AAB",
@@ -105,17 +106,7 @@ def realistic_flow(demo) -> None:
     stories = []
     for run in SyncRun.objects.filter(workflow="create_service_engagement", status="succeeded"):
         workspace = run.context["provision_project"]["psa_project_id"]
-        story = min(
-            (
-                s
-                for s in kt.state.table("stories").values()
-                if str(s.get("workspace_id")) == workspace and s.get("story_type") == "milestone"
-            ),
-            key=lambda s: int(s["id"]),
-        )
-        httpx.post(
-            f"{kt.url}/__standin__/kantata/complete-milestone", json={"story_id": story["id"]}
-        ).raise_for_status()
+        story = complete_first_milestone(kt, workspace)
         stories.append(story["id"])
     november = next(
         p for p in ns.state.table("accountingperiod").values() if p["periodName"] == "Nov 2026"

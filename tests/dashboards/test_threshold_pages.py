@@ -9,7 +9,6 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
@@ -28,33 +27,17 @@ from dashboards.observations import Dims, Observation
 from exceptions import alerts
 from exceptions.models import Queue
 from integrations.models import LegalEntity
-from tests.factories import make_exception, make_queue, make_team, make_user
+from tests.factories import make_exception, make_team, make_user
+
+from .threshold_setup import (
+    WEBHOOK,
+    billing_runs,
+    billing_threshold,
+    money_threshold,
+    queue_threshold,
+)
 
 pytestmark = pytest.mark.django_db
-
-WEBHOOK = "https://hooks.example.com/services/T000/B000/KPI"
-
-
-@pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[httpx.Request]]:
-    """The webhook's receiving end, in-process: every POST is kept."""
-    received: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        received.append(request)
-        return httpx.Response(200, text="ok")
-
-    monkeypatch.setattr(alerts, "WEBHOOK_TRANSPORT", httpx.MockTransport(handler))
-    yield received
-
-
-@pytest.fixture
-def finance_queue() -> Queue:
-    queue = make_queue(make_team(TeamKind.FINANCE))
-    queue.alert_emails = "finance-team@example.com"
-    queue.alert_webhook_url = WEBHOOK
-    queue.save()
-    return queue
 
 
 @pytest.fixture
@@ -76,16 +59,6 @@ def signed_in(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
-
-
-def billing_runs(*, with_exception: int, without: int, entity: str = "DE01") -> None:
-    """Billing runs as the KPI rollups record them: 1 if a run needed a person, 0 if not."""
-    at = timezone.now() - dt.timedelta(hours=2)
-    dims = Dims(legal_entity_code=entity, region="EMEA")
-    rollups.record_many(
-        [Observation("billing_exception_rate", at, 1, dims)] * with_exception
-        + [Observation("billing_exception_rate", at, 0, dims)] * without
-    )
 
 
 def form_data(**changes: object) -> dict[str, object]:
@@ -116,26 +89,8 @@ def row_of(html: str, threshold: KpiThreshold) -> str:
 
 
 def test_list_shows_scope_bands_current_value_and_status(finance_queue, people):
-    on_kpi = thresholds.save_threshold(
-        KpiThreshold(
-            kpi="billing_exception_rate",
-            legal_entity_code="DE01",
-            warning=Decimal(2),
-            breach=Decimal(5),
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
-    on_queue = thresholds.save_threshold(
-        KpiThreshold(
-            queue=finance_queue,
-            measure=KpiThreshold.Measure.ACTIVE,
-            warning=Decimal(2),
-            breach=Decimal(4),
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    on_kpi = billing_threshold(finance_queue.team)
+    on_queue = queue_threshold(finance_queue, warning=2, breach=4)
     billing_runs(with_exception=1, without=9)  # DE01: 10 %
     make_exception(finance_queue)
 
@@ -163,16 +118,7 @@ def test_list_shows_scope_bands_current_value_and_status(finance_queue, people):
 
 
 def test_money_thresholds_are_masked_for_people_without_finance_rights(finance_queue, people):
-    threshold = thresholds.save_threshold(
-        KpiThreshold(
-            kpi="billed_amount",
-            warning=Decimal(1000),
-            breach=Decimal(500),
-            direction="higher",
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    threshold = money_threshold(finance_queue.team)
     hidden = signed_in(people["pmo_admin"]).get(reverse("dashboards:thresholds")).content.decode()
     assert "500" not in row_of(hidden, threshold)
     assert "finance and leadership only" in row_of(hidden, threshold)
@@ -237,15 +183,7 @@ def test_the_form_refuses_what_the_api_refuses_with_the_same_words(finance_queue
 
 
 def test_only_admins_of_the_owning_team_change_it(finance_queue, people):
-    threshold = thresholds.save_threshold(
-        KpiThreshold(
-            kpi="billing_exception_rate",
-            warning=Decimal(2),
-            breach=Decimal(5),
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    threshold = billing_threshold(finance_queue.team, entity="")
     edit = reverse("dashboards:threshold-edit", args=[threshold.pk])
     delete = reverse("dashboards:threshold-delete", args=[threshold.pk])
     resolver, pmo_admin = signed_in(people["resolver"]), signed_in(people["pmo_admin"])
@@ -271,16 +209,7 @@ def test_only_admins_of_the_owning_team_change_it(finance_queue, people):
 def test_editing_is_audited_with_before_and_after_and_delete_keeps_alerts(
     finance_queue, people, webhook
 ):
-    threshold = thresholds.save_threshold(
-        KpiThreshold(
-            kpi="billing_exception_rate",
-            legal_entity_code="DE01",
-            warning=Decimal(2),
-            breach=Decimal(5),
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    threshold = billing_threshold(finance_queue.team)
     billing_runs(with_exception=1, without=9)
     [alert] = thresholds.evaluate()
     client = signed_in(people["admin"])
@@ -327,16 +256,7 @@ def test_a_superuser_manages_any_team(finance_queue, people):
 @pytest.fixture
 def alerts_raised(finance_queue, webhook, monkeypatch) -> list[MetricAlert]:
     """A breach on a KPI (recovered) and a warning on a queue whose webhook failed."""
-    on_kpi = thresholds.save_threshold(
-        KpiThreshold(
-            kpi="billing_exception_rate",
-            legal_entity_code="DE01",
-            warning=Decimal(2),
-            breach=Decimal(5),
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    on_kpi = billing_threshold(finance_queue.team)
     billing_runs(with_exception=1, without=9)
     thresholds.evaluate()
     billing_runs(with_exception=0, without=90)
@@ -346,16 +266,7 @@ def alerts_raised(finance_queue, webhook, monkeypatch) -> list[MetricAlert]:
     monkeypatch.setattr(
         alerts, "WEBHOOK_TRANSPORT", httpx.MockTransport(lambda r: httpx.Response(500))
     )
-    thresholds.save_threshold(
-        KpiThreshold(
-            queue=finance_queue,
-            measure=KpiThreshold.Measure.ACTIVE,
-            warning=Decimal(1),
-            breach=Decimal(3),
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    queue_threshold(finance_queue, warning=1, breach=3)
     make_exception(finance_queue)
     thresholds.evaluate()
     return list(MetricAlert.objects.order_by("pk"))
@@ -406,16 +317,7 @@ def test_alert_history_exports_the_filtered_rows_as_csv(alerts_raised, people):
 
 
 def test_money_alerts_are_masked_in_the_history_and_its_csv(finance_queue, people, webhook):
-    thresholds.save_threshold(
-        KpiThreshold(
-            kpi="billed_amount",
-            warning=Decimal(1000),
-            breach=Decimal(500),
-            direction="higher",
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    money_threshold(finance_queue.team)
     at = timezone.now() - dt.timedelta(hours=1)
     rollups.record_many([Observation("billed_amount", at, 12_345, Dims(currency="EUR"))])
     [alert] = thresholds.evaluate()
@@ -437,16 +339,7 @@ def test_money_alerts_are_masked_in_the_history_and_its_csv(finance_queue, peopl
 def test_kpi_page_shows_its_thresholds_recent_alerts_and_edit_link_for_admins(
     finance_queue, people, webhook
 ):
-    threshold = thresholds.save_threshold(
-        KpiThreshold(
-            kpi="billing_exception_rate",
-            legal_entity_code="DE01",
-            warning=Decimal(2),
-            breach=Decimal(5),
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    threshold = billing_threshold(finance_queue.team)
     billing_runs(with_exception=1, without=9)
     [alert] = thresholds.evaluate()
     url = reverse("dashboards:kpi", args=["billing_exception_rate"])

@@ -5,77 +5,36 @@ admins of the owning team, and every change is audited with before and after."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
 import pytest
 from django.core import mail
-from django.utils import timezone
 from rest_framework.test import APIClient
 
 from console.choices import Role, TeamKind
 from console.models import AuditEvent
-from dashboards import rollups, thresholds
+from dashboards import thresholds
 from dashboards.models import KpiThreshold, MetricAlert
-from dashboards.observations import Dims, Observation
 from dashboards.tasks import evaluate_thresholds
 from exceptions import alerts
 from exceptions.choices import ExceptionStatus
-from exceptions.models import Queue
-from tests.factories import make_exception, make_queue, make_team, make_user
+from tests.factories import make_exception, make_team, make_user
+
+from .threshold_setup import (
+    billing_runs,
+    billing_threshold,
+    queue_threshold,
+)
 
 pytestmark = pytest.mark.django_db
 
-WEBHOOK = "https://hooks.example.com/services/T000/B000/KPI"
 State = MetricAlert.AlertState
 
 
-@pytest.fixture
-def finance_queue() -> Queue:
-    queue = make_queue(make_team(TeamKind.FINANCE))
-    queue.alert_emails = "finance-team@example.com"
-    queue.alert_webhook_url = WEBHOOK
-    queue.save()
-    return queue
-
-
-@pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[httpx.Request]]:
-    """The webhook's receiving end, in-process: every POST is kept."""
-    received: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        received.append(request)
-        return httpx.Response(200, text="ok")
-
-    monkeypatch.setattr(alerts, "WEBHOOK_TRANSPORT", httpx.MockTransport(handler))
-    yield received
-
-
-def billing_runs(*, with_exception: int, without: int, entity: str = "DE01") -> None:
-    """Billing runs as the KPI rollups record them: 1 if a run needed a person, 0 if not."""
-    at = timezone.now() - dt.timedelta(hours=2)
-    dims = Dims(legal_entity_code=entity, region="EMEA")
-    rollups.record_many(
-        [Observation("billing_exception_rate", at, 1, dims)] * with_exception
-        + [Observation("billing_exception_rate", at, 0, dims)] * without
-    )
-
-
 def test_a_breach_alert_fires_once_and_recovers(finance_queue, webhook):
-    threshold = thresholds.save_threshold(
-        KpiThreshold(
-            kpi="billing_exception_rate",
-            legal_entity_code="DE01",
-            warning=Decimal("2"),
-            breach=Decimal("5"),
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    threshold = billing_threshold(finance_queue.team)
     billing_runs(with_exception=1, without=9)  # 10 %: a breach of this team's 5 %
     billing_runs(with_exception=0, without=5, entity="UK01")  # another entity: not in scope
 
@@ -123,16 +82,7 @@ def test_a_breach_alert_fires_once_and_recovers(finance_queue, webhook):
 
 
 def test_a_queue_warning_raised_to_breach_then_recovered(finance_queue, webhook):
-    thresholds.save_threshold(
-        KpiThreshold(
-            queue=finance_queue,
-            measure=KpiThreshold.Measure.ACTIVE,
-            warning=Decimal(2),
-            breach=Decimal(4),
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    queue_threshold(finance_queue, warning=2, breach=4)
     assert thresholds.evaluate() == []  # an empty queue is ok
     opened = [make_exception(finance_queue) for _ in range(2)]
     make_exception(finance_queue, status=ExceptionStatus.RESOLVED)  # not active
@@ -165,16 +115,7 @@ def test_a_failing_webhook_is_kept_on_the_alert(finance_queue, monkeypatch):
     monkeypatch.setattr(
         alerts, "WEBHOOK_TRANSPORT", httpx.MockTransport(lambda r: httpx.Response(500))
     )
-    thresholds.save_threshold(
-        KpiThreshold(
-            queue=finance_queue,
-            measure=KpiThreshold.Measure.ACTIVE,
-            warning=Decimal(1),
-            breach=Decimal(1),
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    queue_threshold(finance_queue, warning=1, breach=1)
     make_exception(finance_queue)
     [alert] = thresholds.evaluate()
     results = {r["channel"]: r for r in alert.channel_results}
@@ -286,16 +227,7 @@ def test_thresholds_are_validated(finance_queue):
 
 
 def test_metric_alerts_are_listed_and_filtered(finance_queue, webhook):
-    thresholds.save_threshold(
-        KpiThreshold(
-            queue=finance_queue,
-            measure=KpiThreshold.Measure.ACTIVE,
-            warning=Decimal(1),
-            breach=Decimal(3),
-            team=finance_queue.team,
-        ),
-        actor=None,
-    )
+    queue_threshold(finance_queue, warning=1, breach=3)
     make_exception(finance_queue)
     thresholds.evaluate()
     viewer = make_user("viewer", team=finance_queue.team, role=Role.VIEWER)

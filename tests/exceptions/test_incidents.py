@@ -6,10 +6,8 @@ records later sync are resolved automatically and say so."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 
-import httpx
 import pytest
 from django.core import mail
 
@@ -50,19 +48,6 @@ def it_queue() -> Queue:
 @pytest.fixture
 def erp() -> Connection:
     return make_connection(Vendor.NETSUITE, name="NetSuite")
-
-
-@pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[httpx.Request]]:
-    """The webhook's receiving end, in-process (no network): every POST is kept."""
-    received: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        received.append(request)
-        return httpx.Response(200, text="ok")
-
-    monkeypatch.setattr(alerts, "WEBHOOK_TRANSPORT", httpx.MockTransport(handler))
-    yield received
 
 
 def invoice_failure(erp: Connection, n: int) -> StepFailure:

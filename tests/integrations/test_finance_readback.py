@@ -27,6 +27,7 @@ from integrations.postings import collect_time_entries
 from integrations.psa_feed import read_psa_events
 from integrations.reference_data import sync_people
 from integrations.revenue import STREAM, sync_recognised_revenue
+from tests.standin_steps import complete_first_milestone
 
 ACCOUNTS = {"UK01": "0015g00000Tl001AAB", "US01": "0015g00000Tl002AAB"}
 REVENUE = "customrecord_tl_revenue_schedule"
@@ -104,17 +105,7 @@ def invoice_a_milestone(demo) -> SyncRun:
     kt = demo["kantata"]
     deal = close_deal(demo["salesforce"], amount="10000.00", template="FIXED-3")
     workspace = handoff_of(deal).context["provision_project"]["psa_project_id"]
-    story = min(
-        (
-            s
-            for s in kt.state.table("stories").values()
-            if str(s.get("workspace_id")) == workspace and s.get("story_type") == "milestone"
-        ),
-        key=lambda s: int(s["id"]),
-    )
-    httpx.post(
-        f"{kt.url}/__standin__/kantata/complete-milestone", json={"story_id": story["id"]}
-    ).raise_for_status()
+    complete_first_milestone(kt, workspace)
     read_psa_events(Connection.objects.get(vendor="kantata"))
     return SyncRun.objects.get(workflow="release_milestone_billing", status="succeeded")
 

@@ -13,6 +13,7 @@ from integrations.polling import poll_closed_won
 from integrations.postings import collect_time_entries
 from integrations.psa_feed import read_psa_events
 from integrations.reference_data import sync_people
+from tests.standin_steps import complete_first_milestone
 
 ACCOUNTS = {
     "UK01": "0015g00000Tl001AAB",
@@ -76,17 +77,7 @@ def test_every_event_is_applied_once_or_open_in_a_queue(demo):
     stories = []
     for run in provisioned:
         workspace = run.context["provision_project"]["psa_project_id"]
-        story = min(
-            (
-                s
-                for s in kt.state.table("stories").values()
-                if str(s.get("workspace_id")) == workspace and s.get("story_type") == "milestone"
-            ),
-            key=lambda s: int(s["id"]),
-        )
-        httpx.post(
-            f"{kt.url}/__standin__/kantata/complete-milestone", json={"story_id": story["id"]}
-        ).raise_for_status()
+        story = complete_first_milestone(kt, workspace)
         stories.append((str(story["id"]), story.get("billable") is not False))
     november = next(
         p for p in ns.state.table("accountingperiod").values() if p["periodName"] == "Nov 2026"

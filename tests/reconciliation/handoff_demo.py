@@ -1,7 +1,7 @@
 """The demo's deals handed over for real (so real bindings exist), and the helpers the
-customer, contract and project reconciliation tests share: definitions over the demo
-connections, runs, their differences by class, and "manual edits" through the stand-ins'
-control surface."""
+reconciliation tests over the stand-ins share (customers, contracts, projects, invoices,
+time): definitions over the demo connections, runs, their differences by class, "manual
+edits" through the stand-ins' control surface, and change times aged."""
 
 from __future__ import annotations
 
@@ -106,6 +106,12 @@ def define(kind: str, source: Connection, target: Connection, **extra: Any) -> D
     )
 
 
+def demo_definition(kind: str, source: Connection, target: Connection) -> Definition:
+    """The demo's definition of this comparison (created if the demo has none)."""
+    found_ = Definition.objects.filter(kind=kind, source=source, target=target).first()
+    return found_ or define(kind, source, target)
+
+
 def run(definition: Definition, *, full: bool = True) -> Run:
     """One run, executed (tasks run in-process); it must have finished."""
     definition.refresh_from_db()  # the watermarks the last run left
@@ -128,7 +134,34 @@ def difference(run_: Run, key: str) -> Difference:
     return Difference.objects.get(run=run_, key=key)
 
 
+def resync(definition: Definition, keys: list[str]) -> dict[str, str]:
+    """The comparison's re-syncer on these keys: {key: what happened, in words}."""
+    from reconciliation import catalogue
+
+    return catalogue.get(definition.kind).resyncer()(definition, keys)
+
+
+def resync_every_difference(run_: Run) -> dict[str, str]:
+    """Re-sync every difference the run found; each re-sync must be accepted ("queued")."""
+    keys = sorted(d.key for d in run_.differences.all())
+    outcomes = resync(run_.definition, keys)
+    assert all(outcome.startswith("queued") for outcome in outcomes.values()), outcomes
+    return outcomes
+
+
+def kinds(run_: Run) -> dict[str, str]:
+    """The run's differences: {key: kind}."""
+    return dict(Difference.objects.filter(run=run_).values_list("key", "kind"))
+
+
 # -- manual edits through the stand-ins' control surface -------------------------------------
+def control(demo: dict[str, Any], vendor: str, path: str, method: str = "POST", **kw: Any) -> Any:
+    """Call a stand-in's control surface (`/__standin__/<path>`); its JSON answer."""
+    answer = httpx.request(method, f"{demo[vendor].url}/__standin__/{path}", **kw)
+    assert answer.is_success, answer.text
+    return answer.json()
+
+
 def records_url(standin: Any, name: str, rid: str = "") -> str:
     return f"{standin.url}/__standin__/records/{name}" + (f"/{rid}" if rid else "")
 
@@ -154,6 +187,22 @@ def record(standin: Any, name: str, rid: str) -> dict[str, Any]:
     answer = httpx.get(records_url(standin, name, rid))
     assert answer.is_success, answer.text
     return answer.json()
+
+
+def backdate(
+    demo: dict[str, Any], *, kantata: tuple[str, ...], netsuite: str, hours: int = 1
+) -> None:
+    """Age every change time of these Kantata tables and this NetSuite record type, as if the
+    flow ran `hours` ago (so an incremental run later reads only what changed since)."""
+    old = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=hours)
+    state = demo["kantata"].state
+    with state.lock:
+        for name in kantata:
+            for item in state.table(name).values():
+                item["updated_at"] = old.isoformat()
+        state.touch()
+    for item in demo["netsuite"].state.table(netsuite).values():
+        item["lastModifiedDate"] = old.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def next_second() -> dt.datetime:
@@ -189,6 +238,11 @@ def erp_id(connection_: Connection, entity_type: str, key: str) -> str:
     return bound
 
 
+def job_id(key: str) -> str:
+    """The ERP job of a deal's project (`deal:<id>`)."""
+    return erp_id(erp(), "project", key)
+
+
 def pull(definition: Definition, side: str, since: dt.datetime | None) -> list[Any]:
     """What one side's puller emits from `since` (the records an incremental run writes)."""
     from reconciliation import catalogue
@@ -205,6 +259,18 @@ def pull(definition: Definition, side: str, since: dt.datetime | None) -> list[A
     )
     catalogue.get(definition.kind).puller(side)(context)
     return emitted
+
+
+def incremental_run(
+    definition: Definition, since: dt.datetime, *, source: list[str], target: list[str]
+) -> Run:
+    """Each side's incremental pull from `since` reads exactly the records with these keys,
+    and the incremental run over them finishes: the run."""
+    assert [r.key for r in pull(definition, "source", since)] == source
+    assert [r.key for r in pull(definition, "target", since)] == target
+    later = run(definition, full=False)
+    assert later.mode == Run.Mode.INCREMENTAL
+    return later
 
 
 def failed_run(definition: Definition) -> Run:

@@ -122,13 +122,7 @@ def finished_run(
         target_records=len(target),
         source_pulled=len(source),
         target_pulled=len(target),
-        matched=outcome.matched,
-        missing_in_target=outcome.missing_in_target,
-        missing_in_source=outcome.missing_in_source,
-        field_mismatch=outcome.field_mismatch,
-        duplicate=outcome.duplicate,
-        accepted=outcome.accepted,
-        at_risk=compare.at_risk(run),
+        **compare.summary(run, outcome),
         compare_ms=3,
     )
     return Run.objects.select_related("definition").get(pk=run.pk)

@@ -48,16 +48,6 @@ def use_resyncer(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     monkeypatch.setitem(catalogue.BY_KIND, "invoices", comparison)
 
 
-@pytest.fixture
-def people() -> scenario.People:
-    return scenario.people()
-
-
-@pytest.fixture
-def run() -> Run:
-    return invoice_run()
-
-
 # -- accept ------------------------------------------------------------------------------------
 
 

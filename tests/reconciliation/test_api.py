@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from console.models import AuditEvent
 from exceptions.masking import MASK
-from reconciliation.models import Acceptance, Difference, Run
+from reconciliation.models import Acceptance, Difference
 
 from . import scenario
 from .scenario import differences, invoice_run, record
@@ -21,16 +21,6 @@ from .scenario import differences, invoice_run, record
 pytestmark = pytest.mark.django_db
 
 API = "/api/v1/reconciliation"
-
-
-@pytest.fixture
-def people() -> scenario.People:
-    return scenario.people()
-
-
-@pytest.fixture
-def run() -> Run:
-    return invoice_run()
 
 
 def api(user) -> APIClient:

@@ -10,8 +10,6 @@ import httpx
 import pytest
 
 from integrations.models import SyncRun
-from reconciliation import catalogue
-from reconciliation.models import Run
 
 from .handoff_demo import (
     GLOBEX_ACCOUNT,
@@ -29,14 +27,15 @@ from .handoff_demo import (
     difference,
     edit,
     erp,
-    erp_id,
     failed_run,
     found,
-    hand_over_every_deal,
     hand_over_new_deals,
+    incremental_run,
+    job_id,
     legacy_erp,
     next_second,
     pull,
+    resync_every_difference,
     run,
 )
 
@@ -48,25 +47,15 @@ MILESTONES = "customrecord_tl_billing_milestone"
 
 
 @pytest.fixture
-def standins(demo):
-    hand_over_every_deal()
-    return demo
-
-
-@pytest.fixture
-def definition(standins):
+def definition(handed_over):
     return define("contracts", crm(), erp())
 
 
-def job_id(key: str) -> str:
-    return erp_id(erp(), "project", key)
-
-
-def lines_of(standins, key: str) -> list[dict]:
+def lines_of(handed_over, key: str) -> list[dict]:
     """The job's active billing milestone lines, as the ERP stand-in holds them."""
     job = job_id(key)
     out = []
-    for line in standins["netsuite"].state.table(MILESTONES).values():
+    for line in handed_over["netsuite"].state.table(MILESTONES).values():
         ref = line.get("custrecord_tl_bm_job")
         owner = ref.get("id") if isinstance(ref, dict) else ref
         if str(owner) == job and not line.get("isInactive"):
@@ -74,44 +63,44 @@ def lines_of(standins, key: str) -> list[dict]:
     return out
 
 
-def plan_total(standins, key: str) -> Decimal:
+def plan_total(handed_over, key: str) -> Decimal:
     return sum(
-        (Decimal(str(x["custrecord_tl_bm_amount"])) for x in lines_of(standins, key)), Decimal(0)
+        (Decimal(str(x["custrecord_tl_bm_amount"])) for x in lines_of(handed_over, key)), Decimal(0)
     )
 
 
-def approve_without_handing_over(standins, amendment_id: str = NORTHWIND_AMENDMENT) -> None:
+def approve_without_handing_over(handed_over, amendment_id: str = NORTHWIND_AMENDMENT) -> None:
     """An amendment approved in the CRM that never reaches the ERP (nobody polls)."""
     answer = httpx.post(
-        f"{standins['salesforce'].url}/__standin__/salesforce/approve-amendment",
+        f"{handed_over['salesforce'].url}/__standin__/salesforce/approve-amendment",
         json={"id": amendment_id},
     )
     assert answer.is_success, answer.text
 
 
-def test_every_contract_matches_its_billing_plan_amendments_included(standins, definition):
+def test_every_contract_matches_its_billing_plan_amendments_included(handed_over, definition):
     first = run(definition)
     assert found(first) == {}
     assert first.matched == 3  # the DE01 project is accounted in the legacy ERP
     legacy = run(define("contracts", crm(), legacy_erp()))
     assert (found(legacy), legacy.matched) == ({}, 1)
 
-    approve_amendment(standins)  # 120,000.00 -> 135,000.00 GBP, applied by the workflow
+    approve_amendment(handed_over)  # 120,000.00 -> 135,000.00 GBP, applied by the workflow
     amended = run(definition)
     assert found(amended) == {}
     assert amended.matched == 3
-    assert plan_total(standins, NORTHWIND) == Decimal("135000.00")
+    assert plan_total(handed_over, NORTHWIND) == Decimal("135000.00")
 
 
-def test_manual_edits_come_out_as_their_classes(standins, definition) -> None:
-    ns = standins["netsuite"]
-    copied_deal = close_deal(standins, GLOBEX_ACCOUNT, amount="30000.00")
-    closed_deal = close_deal(standins, GLOBEX_ACCOUNT, amount="20000.00")
+def test_manual_edits_come_out_as_their_classes(handed_over, definition) -> None:
+    ns = handed_over["netsuite"]
+    copied_deal = close_deal(handed_over, GLOBEX_ACCOUNT, amount="30000.00")
+    closed_deal = close_deal(handed_over, GLOBEX_ACCOUNT, amount="20000.00")
     hand_over_new_deals()
     copied, closed = f"deal:{copied_deal}", f"deal:{closed_deal}"
 
-    approve_without_handing_over(standins)  # Northwind: 135,000.00 in the CRM only
-    line = lines_of(standins, GLOBEX)[0]
+    approve_without_handing_over(handed_over)  # Northwind: 135,000.00 in the CRM only
+    line = lines_of(handed_over, GLOBEX)[0]
     more = str(Decimal(str(line["custrecord_tl_bm_amount"])) + 1)
     edit(ns, MILESTONES, line["id"], {"custrecord_tl_bm_amount": more})
     delete(ns, "job", job_id(UMBRELLA))
@@ -140,31 +129,28 @@ def test_manual_edits_come_out_as_their_classes(standins, definition) -> None:
     assert difference(result, UMBRELLA).amount_at_risk == 45000_00
 
 
-def test_an_incremental_pull_reads_what_changed_and_the_run_finds_it(standins, definition):
+def test_an_incremental_pull_reads_what_changed_and_the_run_finds_it(handed_over, definition):
     assert found(run(definition)) == {}
     since = next_second()
     assert pull(definition, "source", since) == []
     assert pull(definition, "target", since) == []
 
-    approve_without_handing_over(standins)
-    line = lines_of(standins, GLOBEX)[0]
-    edit(standins["netsuite"], MILESTONES, line["id"], {"custrecord_tl_bm_amount": "1.00"})
+    approve_without_handing_over(handed_over)
+    line = lines_of(handed_over, GLOBEX)[0]
+    edit(handed_over["netsuite"], MILESTONES, line["id"], {"custrecord_tl_bm_amount": "1.00"})
 
     # an approved amendment changes the deal's value, a changed line its job's plan
-    assert [r.key for r in pull(definition, "source", since)] == [NORTHWIND]
-    assert [r.key for r in pull(definition, "target", since)] == [GLOBEX]
-    later = run(definition, full=False)
-    assert later.mode == Run.Mode.INCREMENTAL
+    later = incremental_run(definition, since, source=[NORTHWIND], target=[GLOBEX])
     assert found(later) == {"field_mismatch": {NORTHWIND, GLOBEX}}
 
 
-def test_a_resync_brings_the_next_run_to_full_match_where_it_can(standins, definition):
-    ns = standins["netsuite"]
-    closed_deal = close_deal(standins, GLOBEX_ACCOUNT, amount="20000.00")
+def test_a_resync_brings_the_next_run_to_full_match_where_it_can(handed_over, definition):
+    ns = handed_over["netsuite"]
+    closed_deal = close_deal(handed_over, GLOBEX_ACCOUNT, amount="20000.00")
     hand_over_new_deals()
     closed = f"deal:{closed_deal}"
-    approve_without_handing_over(standins)
-    line = lines_of(standins, GLOBEX)[0]
+    approve_without_handing_over(handed_over)
+    line = lines_of(handed_over, GLOBEX)[0]
     edit(ns, MILESTONES, line["id"], {"custrecord_tl_bm_amount": "1.00"})
     delete(ns, "job", job_id(UMBRELLA))
     edit(ns, "job", job_id(closed), {"isInactive": True})
@@ -174,9 +160,7 @@ def test_a_resync_brings_the_next_run_to_full_match_where_it_can(standins, defin
         "missing_in_target": {UMBRELLA},
     }
 
-    keys = sorted(d.key for d in before.differences.all())
-    outcomes = catalogue.get("contracts").resyncer()(definition, keys)
-    assert all(outcome.startswith("queued") for outcome in outcomes.values()), outcomes
+    resync_every_difference(before)
     applied = SyncRun.objects.get(correlation_id=f"amendment:{NORTHWIND_AMENDMENT}")
     assert applied.status == "succeeded", applied.error
 
@@ -192,14 +176,14 @@ def test_a_resync_brings_the_next_run_to_full_match_where_it_can(standins, defin
     assert len(umbrella_jobs) == 1 and umbrella_jobs[0]["id"] == job_id(UMBRELLA)
 
 
-def test_a_deal_the_erp_does_not_account_is_not_in_its_comparison(standins) -> None:
+def test_a_deal_the_erp_does_not_account_is_not_in_its_comparison(handed_over) -> None:
     # Initech's project goes to the legacy ERP (DE01's route): the cloud ERP does not miss it.
     assert INITECH not in {d.key for d in run(define("contracts", crm(), erp())).differences.all()}
     assert job_id(UMBRELLA)  # and the cloud ERP's own deals are there
 
 
-def test_a_malformed_vendor_value_fails_the_run_with_the_reason(standins, definition) -> None:
-    edit(standins["salesforce"], "Opportunity", GLOBEX_DEAL, {"Amount": "250,000"})
+def test_a_malformed_vendor_value_fails_the_run_with_the_reason(handed_over, definition) -> None:
+    edit(handed_over["salesforce"], "Opportunity", GLOBEX_DEAL, {"Amount": "250,000"})
     failed = failed_run(definition)
     assert "ResponseShapeError" in failed.error
     assert f"{GLOBEX_DEAL}: Amount is not a number" in failed.error

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from reconciliation import catalogue
-from reconciliation.models import Run
-
 from .handoff_demo import (
     GLOBEX_ACCOUNT,
     INITECH_ACCOUNT,
@@ -25,11 +22,13 @@ from .handoff_demo import (
     erp_id,
     failed_run,
     found,
-    hand_over_every_deal,
+    incremental_run,
     legacy_erp,
     next_second,
     pull,
     record,
+    resync,
+    resync_every_difference,
     run,
 )
 
@@ -40,13 +39,7 @@ UMBRELLA = f"crm-account:{UMBRELLA_ACCOUNT}"
 
 
 @pytest.fixture
-def standins(demo):
-    hand_over_every_deal()
-    return demo
-
-
-@pytest.fixture
-def definition(standins):
+def definition(handed_over):
     return define("customers", crm(), erp())
 
 
@@ -54,7 +47,7 @@ def customer_id(key: str) -> str:
     return erp_id(erp(), "customer", key)
 
 
-def test_after_the_hand_over_every_customer_matches(standins, definition) -> None:
+def test_after_the_hand_over_every_customer_matches(handed_over, definition) -> None:
     first = run(definition)
     assert found(first) == {}
     assert (first.matched, first.source_records, first.target_records) == (4, 4, 4)
@@ -65,8 +58,8 @@ def test_after_the_hand_over_every_customer_matches(standins, definition) -> Non
     assert (legacy.matched, legacy.source_records) == (1, 1)
 
 
-def test_manual_edits_come_out_as_their_classes(standins, definition) -> None:
-    ns, sf = standins["netsuite"], standins["salesforce"]
+def test_manual_edits_come_out_as_their_classes(handed_over, definition) -> None:
+    ns, sf = handed_over["netsuite"], handed_over["salesforce"]
     edit(sf, "Account", NORTHWIND_ACCOUNT, {"Name": "Northwind Consulting Group"})
     delete(ns, "customer", customer_id(GLOBEX))
     copy(ns, "customer", customer_id(UMBRELLA))
@@ -99,8 +92,8 @@ def test_manual_edits_come_out_as_their_classes(standins, definition) -> None:
     ]
 
 
-def test_the_country_is_compared_as_the_sync_carries_it(standins, definition) -> None:
-    sf = standins["salesforce"]
+def test_the_country_is_compared_as_the_sync_carries_it(handed_over, definition) -> None:
+    sf = handed_over["salesforce"]
     # Umbrella has no VAT number: its country never reaches the ERP, so it is not compared.
     edit(sf, "Account", UMBRELLA_ACCOUNT, {"BillingCountry": "CA"})
     # Northwind's VAT registration carries its country: a move is a difference.
@@ -112,24 +105,21 @@ def test_the_country_is_compared_as_the_sync_carries_it(standins, definition) ->
     ]
 
 
-def test_an_incremental_pull_reads_what_changed_and_the_run_finds_it(standins, definition):
+def test_an_incremental_pull_reads_what_changed_and_the_run_finds_it(handed_over, definition):
     assert found(run(definition)) == {}
     since = next_second()
     assert pull(definition, "source", since) == []
     assert pull(definition, "target", since) == []
 
-    edit(standins["netsuite"], "customer", customer_id(GLOBEX), {"companyName": "Globex Corp"})
-    edit(standins["salesforce"], "Account", UMBRELLA_ACCOUNT, {"Name": "Umbrella Advisory"})
+    edit(handed_over["netsuite"], "customer", customer_id(GLOBEX), {"companyName": "Globex Corp"})
+    edit(handed_over["salesforce"], "Account", UMBRELLA_ACCOUNT, {"Name": "Umbrella Advisory"})
 
-    assert [r.key for r in pull(definition, "target", since)] == [GLOBEX]
-    assert [r.key for r in pull(definition, "source", since)] == [UMBRELLA]
-    later = run(definition, full=False)
-    assert later.mode == Run.Mode.INCREMENTAL
+    later = incremental_run(definition, since, source=[UMBRELLA], target=[GLOBEX])
     assert found(later) == {"field_mismatch": {GLOBEX, UMBRELLA}}
 
 
-def test_a_resync_brings_the_next_run_to_full_match_where_it_can(standins, definition):
-    ns, sf = standins["netsuite"], standins["salesforce"]
+def test_a_resync_brings_the_next_run_to_full_match_where_it_can(handed_over, definition):
+    ns, sf = handed_over["netsuite"], handed_over["salesforce"]
     edit(ns, "customer", customer_id(NORTHWIND), {"companyName": "NORTHWIND (old)"})
     delete(ns, "customer", customer_id(GLOBEX))
     edit(sf, "Account", UMBRELLA_ACCOUNT, {"Name": "Umbrella Advisory Group LLC"})
@@ -140,9 +130,7 @@ def test_a_resync_brings_the_next_run_to_full_match_where_it_can(standins, defin
         "missing_in_target": {GLOBEX},
     }
 
-    keys = sorted(d.key for d in before.differences.all())
-    outcomes = catalogue.get("customers").resyncer()(definition, keys)
-    assert all(outcome.startswith("queued") for outcome in outcomes.values()), outcomes
+    resync_every_difference(before)
 
     after = run(definition)
     # The ERP owns its customer's status: a customer it made inactive stays a difference.
@@ -159,13 +147,13 @@ def test_a_resync_brings_the_next_run_to_full_match_where_it_can(standins, defin
     )
 
 
-def test_a_customer_throughline_did_not_create_is_not_resynced(standins, definition) -> None:
-    outcomes = catalogue.get("customers").resyncer()(definition, ["erp-customer:1234"])
+def test_a_customer_throughline_did_not_create_is_not_resynced(handed_over, definition) -> None:
+    outcomes = resync(definition, ["erp-customer:1234"])
     assert not outcomes["erp-customer:1234"].startswith("queued")
 
 
-def test_a_malformed_vendor_value_fails_the_run_with_the_reason(standins, definition) -> None:
-    edit(standins["netsuite"], "customer", customer_id(GLOBEX), {"isInactive": "maybe"})
+def test_a_malformed_vendor_value_fails_the_run_with_the_reason(handed_over, definition) -> None:
+    edit(handed_over["netsuite"], "customer", customer_id(GLOBEX), {"isInactive": "maybe"})
     failed = failed_run(definition)
     assert "ResponseShapeError" in failed.error
     assert "isinactive is not T or F" in failed.error

@@ -19,29 +19,17 @@ from integrations.models import Connection, ExternalBinding, SyncRun
 from integrations.payments import sync_payments
 from integrations.polling import poll_closed_won
 from integrations.psa_feed import read_psa_events
-from reconciliation import catalogue
 from reconciliation.models import Definition, Difference, Run
 from reconciliation.pullers import invoices
 from reconciliation.pulling import PullContext
 from reconciliation.runs import request_run
 
+from . import handoff_demo
+from .handoff_demo import control, demo_definition, erp, kinds, psa, resync, run
+
 TOKEN = {"Authorization": "Bearer kantata-demo-token"}
 NORTHWIND = "0015g00000Tl001AAB"  # the Salesforce account
 EXTRA = {"Extra A": 500_000, "Extra B": 750_050, "Extra C": 125_000}
-
-
-def psa() -> Connection:
-    return Connection.objects.get(vendor="kantata")
-
-
-def erp() -> Connection:
-    return Connection.objects.get(name="NetSuite (demo)")
-
-
-def control(demo, vendor: str, path: str, method: str = "POST", **kw) -> dict:
-    answer = httpx.request(method, f"{demo[vendor].url}/__standin__/{path}", **kw)
-    assert answer.is_success, answer.text
-    return answer.json()
 
 
 def northwind(demo) -> dict[str, str]:
@@ -82,38 +70,15 @@ def invoice_of(demo, story_id: str) -> dict:
 
 
 def backdate(demo, hours: int = 1) -> None:
-    """Age every change time in the stand-ins, as if the flow ran an hour ago (so an
-    incremental run later reads only what changed since)."""
-    old = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=hours)
-    kantata = demo["kantata"].state
-    with kantata.lock:
-        for name in ("stories", "external_references"):
-            for record in kantata.table(name).values():
-                record["updated_at"] = old.isoformat()
-        kantata.touch()
-    for record in demo["netsuite"].state.table("invoice").values():
-        record["lastModifiedDate"] = old.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def run(definition: Definition, *, full: bool) -> Run:
-    definition.refresh_from_db()  # its watermarks, as the last run left them
-    queued = request_run(definition, full=full)
-    done = Run.objects.get(pk=queued.pk)
-    assert done.status == Run.Status.DONE, done.error
-    return done
-
-
-def kinds(done: Run) -> dict[str, str]:
-    return dict(Difference.objects.filter(run=done).values_list("key", "kind"))
+    """Age the milestones' and invoices' change times (handoff_demo.backdate)."""
+    handoff_demo.backdate(
+        demo, kantata=("stories", "external_references"), netsuite="invoice", hours=hours
+    )
 
 
 @pytest.fixture
 def definition(demo) -> Definition:
-    """The demo's definition of this comparison (created if the demo has none)."""
-    found = Definition.objects.filter(kind="invoices", source=psa(), target=erp()).first()
-    return found or Definition.objects.create(
-        name="test-invoices", kind="invoices", source=psa(), target=erp()
-    )
+    return demo_definition("invoices", psa(), erp())
 
 
 def test_invoices_match_then_every_edit_is_classified_and_resync_brings_them_back(
@@ -190,7 +155,6 @@ def test_invoices_match_then_every_edit_is_classified_and_resync_brings_them_bac
     assert kinds(third) == {**kinds(second), key[b]: "field_mismatch"}
 
     # 4. re-sync every difference: billing runs again where it can; the rest needs a person
-    resync = catalogue.get("invoices").resyncer()
     outcomes = resync(definition, sorted(kinds(third)))
     queued = {k for k, outcome in outcomes.items() if outcome.startswith("queued")}
     assert queued == {key[n1], key[n2], key[a], key[b], key[c]}

@@ -28,16 +28,6 @@ from .scenario import differences, invoice_run, record
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def people() -> scenario.People:
-    return scenario.people()
-
-
-@pytest.fixture
-def run() -> Run:
-    return invoice_run()
-
-
 def client_for(user) -> Client:
     client = Client()
     client.force_login(user)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from reconciliation import catalogue
-from reconciliation.models import Run
-
 from .handoff_demo import (
     GLOBEX_ACCOUNT,
     GLOBEX_DEAL,
@@ -23,13 +20,16 @@ from .handoff_demo import (
     erp,
     erp_id,
     found,
-    hand_over_every_deal,
     hand_over_new_deals,
+    incremental_run,
+    job_id,
     legacy_erp,
     next_second,
     psa,
     pull,
     record,
+    resync,
+    resync_every_difference,
     run,
 )
 
@@ -40,30 +40,20 @@ UMBRELLA = f"deal:{UMBRELLA_DEAL}"
 
 
 @pytest.fixture
-def standins(demo):
-    hand_over_every_deal()
-    return demo
-
-
-@pytest.fixture
-def definition(standins):
+def definition(handed_over):
     return define("projects", psa(), erp())
-
-
-def job_id(key: str) -> str:
-    return erp_id(erp(), "project", key)
 
 
 def workspace_id(key: str) -> str:
     return erp_id(psa(), "project", key)
 
 
-def set_psa_status(standins, key: str, status_key: int) -> None:
+def set_psa_status(handed_over, key: str, status_key: int) -> None:
     """A project manager changes the project's status in Kantata (by hand, in the demo)."""
-    edit(standins["kantata"], "workspaces", workspace_id(key), {"status_key": status_key})
+    edit(handed_over["kantata"], "workspaces", workspace_id(key), {"status_key": status_key})
 
 
-def test_every_project_of_a_handed_off_deal_matches(standins, definition) -> None:
+def test_every_project_of_a_handed_off_deal_matches(handed_over, definition) -> None:
     first = run(definition)
     assert found(first) == {}
     # the demo's internal bench workspace is no deal's project and is not compared
@@ -73,15 +63,15 @@ def test_every_project_of_a_handed_off_deal_matches(standins, definition) -> Non
     assert INITECH not in {d.key for d in first.differences.all()}
 
 
-def test_manual_edits_come_out_as_their_classes(standins, definition) -> None:
-    ns, kantata = standins["netsuite"], standins["kantata"]
-    cancelled = f"deal:{close_deal(standins, GLOBEX_ACCOUNT, amount='20000.00')}"
+def test_manual_edits_come_out_as_their_classes(handed_over, definition) -> None:
+    ns, kantata = handed_over["netsuite"], handed_over["kantata"]
+    cancelled = f"deal:{close_deal(handed_over, GLOBEX_ACCOUNT, amount='20000.00')}"
     hand_over_new_deals()
     edit(ns, "job", job_id(NORTHWIND), {"companyName": "Northwind (renamed)"})
     edit(ns, "job", job_id(NORTHWIND), {"startDate": "2020-01-01"})
     delete(ns, "job", job_id(GLOBEX))
     copy(kantata, "workspaces", workspace_id(UMBRELLA))
-    set_psa_status(standins, cancelled, 501)
+    set_psa_status(handed_over, cancelled, 501)
     stray = copy(
         ns,
         "job",
@@ -106,38 +96,33 @@ def test_manual_edits_come_out_as_their_classes(standins, definition) -> None:
     ]
 
 
-def test_an_incremental_pull_reads_what_changed_and_the_run_finds_it(standins, definition):
+def test_an_incremental_pull_reads_what_changed_and_the_run_finds_it(handed_over, definition):
     assert found(run(definition)) == {}
     since = next_second()
     assert pull(definition, "source", since) == []
     assert pull(definition, "target", since) == []
 
-    edit(standins["kantata"], "workspaces", workspace_id(UMBRELLA), {"title": "Umbrella: audit"})
-    edit(standins["netsuite"], "job", job_id(GLOBEX), {"companyName": "Globex: rollout"})
+    edit(handed_over["kantata"], "workspaces", workspace_id(UMBRELLA), {"title": "Umbrella: audit"})
+    edit(handed_over["netsuite"], "job", job_id(GLOBEX), {"companyName": "Globex: rollout"})
 
-    assert [r.key for r in pull(definition, "source", since)] == [UMBRELLA]
-    assert [r.key for r in pull(definition, "target", since)] == [GLOBEX]
-    later = run(definition, full=False)
-    assert later.mode == Run.Mode.INCREMENTAL
+    later = incremental_run(definition, since, source=[UMBRELLA], target=[GLOBEX])
     assert found(later) == {"field_mismatch": {UMBRELLA, GLOBEX}}
 
 
-def test_a_resync_brings_the_next_run_to_full_match_where_it_can(standins, definition):
-    ns = standins["netsuite"]
-    cancelled = f"deal:{close_deal(standins, GLOBEX_ACCOUNT, amount='20000.00')}"
+def test_a_resync_brings_the_next_run_to_full_match_where_it_can(handed_over, definition):
+    ns = handed_over["netsuite"]
+    cancelled = f"deal:{close_deal(handed_over, GLOBEX_ACCOUNT, amount='20000.00')}"
     hand_over_new_deals()
     edit(ns, "job", job_id(NORTHWIND), {"companyName": "Northwind (renamed)"})
     delete(ns, "job", job_id(GLOBEX))
-    set_psa_status(standins, cancelled, 501)
+    set_psa_status(handed_over, cancelled, 501)
     before = run(definition)
     assert found(before) == {
         "field_mismatch": {NORTHWIND, cancelled},
         "missing_in_target": {GLOBEX},
     }
 
-    keys = sorted(d.key for d in before.differences.all())
-    outcomes = catalogue.get("projects").resyncer()(definition, keys)
-    assert all(outcome.startswith("queued") for outcome in outcomes.values()), outcomes
+    resync_every_difference(before)
 
     after = run(definition)
     # Nothing carries a project's status from the PSA to the ERP: still a difference.
@@ -152,10 +137,10 @@ def test_a_resync_brings_the_next_run_to_full_match_where_it_can(standins, defin
     assert [j["id"] for j in globex_jobs] == [job_id(GLOBEX)]  # created again once, bound
 
 
-def test_the_resync_of_an_amended_deal_says_what_follows(standins, definition) -> None:
+def test_the_resync_of_an_amended_deal_says_what_follows(handed_over, definition) -> None:
     from .handoff_demo import approve_amendment
 
-    approve_amendment(standins)
-    outcome = catalogue.get("projects").resyncer()(definition, [NORTHWIND])[NORTHWIND]
+    approve_amendment(handed_over)
+    outcome = resync(definition, [NORTHWIND])[NORTHWIND]
     assert outcome.startswith("queued")
     assert "re-sync the contracts comparison" in outcome

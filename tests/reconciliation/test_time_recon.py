@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-import httpx
 import pytest
 
 from integrations.connectors.registry import build_client
@@ -17,23 +16,10 @@ from integrations.models import Connection, PostingBatch, SyncRun
 from integrations.polling import poll_closed_won
 from integrations.postings import collect_time_entries
 from integrations.reference_data import sync_people
-from reconciliation import catalogue
 from reconciliation.models import Definition, Difference, Run
-from reconciliation.runs import request_run
 
-
-def psa() -> Connection:
-    return Connection.objects.get(vendor="kantata")
-
-
-def erp() -> Connection:
-    return Connection.objects.get(name="NetSuite (demo)")
-
-
-def control(demo, vendor: str, path: str, method: str = "POST", **kw) -> dict:
-    answer = httpx.request(method, f"{demo[vendor].url}/__standin__/{path}", **kw)
-    assert answer.is_success, answer.text
-    return answer.json()
+from . import handoff_demo
+from .handoff_demo import control, demo_definition, erp, kinds, psa, resync, run
 
 
 def approved_time(demo, workspace: str, count: int) -> list[str]:
@@ -59,34 +45,13 @@ def bill_of(demo, entry_id: str) -> dict:
 
 
 def backdate(demo, hours: int = 1) -> None:
-    old = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=hours)
-    kantata = demo["kantata"].state
-    with kantata.lock:
-        for record in kantata.table("time_entries").values():
-            record["updated_at"] = old.isoformat()
-        kantata.touch()
-    for record in demo["netsuite"].state.table("timebill").values():
-        record["lastModifiedDate"] = old.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def run(definition: Definition, *, full: bool) -> Run:
-    definition.refresh_from_db()
-    queued = request_run(definition, full=full)
-    done = Run.objects.get(pk=queued.pk)
-    assert done.status == Run.Status.DONE, done.error
-    return done
-
-
-def kinds(done: Run) -> dict[str, str]:
-    return dict(Difference.objects.filter(run=done).values_list("key", "kind"))
+    """Age the time entries' and time bills' change times (handoff_demo.backdate)."""
+    handoff_demo.backdate(demo, kantata=("time_entries",), netsuite="timebill", hours=hours)
 
 
 @pytest.fixture
 def definition(demo) -> Definition:
-    found = Definition.objects.filter(kind="time_entries", source=psa(), target=erp()).first()
-    return found or Definition.objects.create(
-        name="test-time", kind="time_entries", source=psa(), target=erp()
-    )
+    return demo_definition("time_entries", psa(), erp())
 
 
 @pytest.fixture
@@ -166,7 +131,7 @@ def test_time_matches_then_every_edit_is_classified_and_resync_posts_it_again(
     assert kinds(third) == {**expected, later: "field_mismatch"}
 
     # 4. re-sync every difference: entries are posted again where they can be
-    outcomes = catalogue.get("time_entries").resyncer()(definition, sorted(kinds(third)))
+    outcomes = resync(definition, sorted(kinds(third)))
     queued = {k for k, outcome in outcomes.items() if outcome.startswith("queued")}
     assert queued == {hours, deleted, unapproved, psa_edit, later, *failed}
     assert outcomes[copied].startswith("cannot re-sync: NetSuite (demo) holds 2 time bills")
@@ -196,7 +161,7 @@ def test_entries_the_posting_policy_refuses_cannot_be_resynced(
     assert kinds(done) == {entry: "missing_in_target"}
     # user 3 is an ERP employee too (linked by e-mail); an unknown person is refused
     control(demo, "kantata", f"records/time_entries/{entry}", json={"user_id": "1"})
-    outcomes = catalogue.get("time_entries").resyncer()(definition, [entry])
+    outcomes = resync(definition, [entry])
     assert outcomes == {
         entry: "cannot re-sync: its person is not an employee in the ERP (sync the people "
         f"first) (project {workspace})"

@@ -129,7 +129,7 @@ def test_time_invoice_customer_and_exception_extracts(demo, root):
     close_deal(demo["salesforce"])
     bill_and_post_time(demo)
 
-    time_run = extracts.run_extract(Extract.objects.get(name="time-entries-daily"))
+    time_run = extracts.run_extract(Extract.objects.get(name="time-entries"))
     posted = [
         item
         for batch in PostingBatch.objects.filter(record_type="timeBill")
