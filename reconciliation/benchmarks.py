@@ -259,6 +259,7 @@ def asdict_seeded(seeded: Seeded) -> dict[str, int]:
         "field_mismatch": seeded.field_mismatch,
         "duplicate": 0,
         "accepted": 0,
+        "in_flight": 0,
     }
 
 
@@ -523,6 +524,7 @@ def pandas_classify(definition: Definition) -> dict[str, int]:
         "field_mismatch": mismatch,
         "duplicate": duplicate,
         "accepted": 0,
+        "in_flight": 0,
     }
 
 

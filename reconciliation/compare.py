@@ -16,6 +16,7 @@ Classes, per key:
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass
 
 from django.db import connection, transaction
@@ -79,6 +80,7 @@ class Outcome:
     field_mismatch: int
     duplicate: int
     accepted: int
+    in_flight: int = 0
 
     def counts(self) -> dict[str, int]:
         """{class: how many}, named as the Run's fields."""
@@ -134,7 +136,10 @@ def classification_sql(definition: Definition, comparison: catalogue.Comparison)
                     ELSE COALESCE(ABS(s.cmp_amount - t.cmp_amount),
                                   ABS(COALESCE(s.cmp_amount, t.cmp_amount, 0))) END,
                COALESCE(s.status, ''), COALESCE(t.status, ''), s.day, t.day,
-               s.fields, t.fields, 'open', %s
+               s.fields, t.fields,
+               CASE WHEN s.modified_at > %s OR t.modified_at > %s THEN 'in_flight'
+                    ELSE 'open' END,
+               %s
         FROM ({pairs_sql()}) p
         LEFT JOIN {table} s ON s.id = p.sid
         LEFT JOIN {table} t ON t.id = p.tid
@@ -176,9 +181,10 @@ def classify(run: Run, *, source_records: int | None = None) -> Outcome:
             if connection.vendor == "postgresql":
                 # compiling the comparison's expressions costs more than it saves here
                 cursor.execute("SET LOCAL jit = off")
+            settled_before = now - dt.timedelta(minutes=definition.settle_minutes)
             cursor.execute(
                 classification_sql(definition, comparison),
-                [run.pk, now, definition.pk, definition.pk],
+                [run.pk, settled_before, settled_before, now, definition.pk, definition.pk],
             )
             cursor.execute(duplicates_sql(), [run.pk, now, definition.pk])
         _describe_duplicates(run)
@@ -189,6 +195,7 @@ def classify(run: Run, *, source_records: int | None = None) -> Outcome:
         else:  # the copies of duplicated keys are few, found through their partial index
             single_source = source_records - source.filter(copies__gt=1).count()
     counts = dict(Difference.objects.filter(run=run).values_list("kind").annotate(n=Count("id")))
+    in_flight = Difference.objects.filter(run=run, state=Difference.State.IN_FLIGHT).count()
     missing_in_target = counts.get(Kind.MISSING_IN_TARGET, 0)
     mismatch = counts.get(Kind.FIELD_MISMATCH, 0)
     return Outcome(
@@ -198,6 +205,7 @@ def classify(run: Run, *, source_records: int | None = None) -> Outcome:
         field_mismatch=mismatch,
         duplicate=counts.get(Kind.DUPLICATE, 0),
         accepted=accepted,
+        in_flight=in_flight,
     )
 
 
@@ -255,10 +263,11 @@ def apply_acceptances(run: Run) -> int:
 
 
 def at_risk(run: Run) -> list[dict[str, object]]:
-    """Open differences and their money per legal entity and currency, largest first."""
+    """Open differences and their money per legal entity and currency, largest first (not
+    the accepted ones, nor those in flight)."""
     rows = (
         Difference.objects.filter(run=run)
-        .exclude(state=Difference.State.ACCEPTED)
+        .exclude(state__in=[Difference.State.ACCEPTED, Difference.State.IN_FLIGHT])
         .values("legal_entity", "currency")
         .annotate(
             amount=Sum("amount_at_risk"),
@@ -290,8 +299,8 @@ def summary(run: Run, outcome: Outcome) -> dict[str, object]:
 
 
 def by_entity(run: Run) -> list[dict[str, object]]:
-    """Keys compared, matched and accepted per legal entity, by the same arithmetic as the
-    run's totals (so they add up to them)."""
+    """Keys compared (settled: not in flight), matched and accepted per legal entity, by the
+    same arithmetic as the run's totals (so they add up to them)."""
     definition = run.definition
     snapshot = SnapshotRecord.objects.filter(definition=definition)
     single_source = dict(
@@ -307,6 +316,7 @@ def by_entity(run: Run) -> list[dict[str, object]]:
     )
     kinds: dict[str, dict[str, int]] = {}
     accepted: dict[str, int] = {}
+    in_flight: dict[str, int] = {}
     rows = (
         Difference.objects.filter(run=run)
         .values_list("legal_entity", "kind", "state")
@@ -317,6 +327,8 @@ def by_entity(run: Run) -> list[dict[str, object]]:
         kinds[entity][kind] += n
         if state == Difference.State.ACCEPTED:
             accepted[entity] = accepted.get(entity, 0) + n
+        if state == Difference.State.IN_FLIGHT:
+            in_flight[entity] = in_flight.get(entity, 0) + n
     result = []
     for entity in sorted(set(single_source) | set(kinds)):
         found = kinds.get(entity, {})
@@ -328,13 +340,14 @@ def by_entity(run: Run) -> list[dict[str, object]]:
             - mismatch
             - also_duplicated.get(entity, 0)
         )
-        compared = matched + sum(found.values())
+        compared = matched + sum(found.values()) - in_flight.get(entity, 0)
         result.append(
             {
                 "legal_entity": entity,
                 "compared": compared,
                 "matched": matched,
                 "accepted": accepted.get(entity, 0),
+                "in_flight": in_flight.get(entity, 0),
             }
         )
     return result

@@ -18,6 +18,7 @@ class DefinitionForm(forms.ModelForm):
             "amount_tolerance_cents": "Amount tolerance (cents)",
             "date_tolerance_days": "Date tolerance (days)",
             "compare_status": "Compare the status",
+            "settle_minutes": "Settle window (minutes): changes younger are in flight",
             "schedule": "Schedule (crontab, UTC)",
             "full_pull_every": "Full pull every Nth scheduled run",
             "enabled": "Enabled (runs on its schedule)",

@@ -49,6 +49,12 @@ class Definition(PeriodicTaskOwner):
         default=0, help_text="largest difference in days between the two dates that still matches"
     )
     compare_status = models.BooleanField(default=True)
+    settle_minutes = models.PositiveIntegerField(
+        default=10,
+        help_text="a difference on a record changed in its system in the last N minutes is "
+        "counted as in flight, not as open: the work on it may still be under way (a "
+        "milestone completed a minute ago is not invoiced yet); the next run decides",
+    )
     schedule = models.CharField(
         max_length=100,
         default="30 3 * * *",
@@ -179,6 +185,8 @@ class Run(models.Model):
     field_mismatch = models.PositiveIntegerField(default=0)
     duplicate = models.PositiveIntegerField(default=0)
     accepted = models.PositiveIntegerField(default=0)
+    #: differences on records changed within the definition's settle window (not yet open)
+    in_flight = models.PositiveIntegerField(default=0)
     #: [{"legal_entity", "currency", "amount", "differences"}]: money at risk per legal entity
     at_risk = models.JSONField(default=list, blank=True)
     #: [{"legal_entity", "compared", "matched", "accepted"}]: the counts per legal entity, as
@@ -210,14 +218,20 @@ class Run(models.Model):
 
     @property
     def open_differences(self) -> int:
-        return self.compared - self.matched - self.accepted
+        return self.compared - self.matched - self.accepted - self.in_flight
 
     @property
     def match_rate(self) -> float | None:
-        """Matched or accepted keys / keys compared, in % (None before the comparison)."""
-        if self.status != self.Status.DONE or not self.compared:
+        """Matched or accepted keys / keys compared and settled (not in flight), in % (None
+        before the comparison, or when every key compared is in flight)."""
+        settled = self.compared - self.in_flight
+        if self.status != self.Status.DONE or settled <= 0:
             return None
-        return round((self.matched + self.accepted) * 100 / self.compared, 2)
+        return round((self.matched + self.accepted) * 100 / settled, 2)
+
+
+#: a run in these states still works (or waits for a worker)
+IN_PROGRESS = (Run.Status.QUEUED, Run.Status.PULLING, Run.Status.COMPARING)
 
 
 class Kind(models.TextChoices):
@@ -235,6 +249,7 @@ class Difference(models.Model):
         RESYNC_QUEUED = "resync_queued", "Re-sync queued"
         EXCEPTION_OPENED = "exception_opened", "Exception opened"
         ACCEPTED = "accepted", "Accepted"
+        IN_FLIGHT = "in_flight", "In flight"
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="differences")
     key = models.CharField(max_length=160)

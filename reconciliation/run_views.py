@@ -19,10 +19,9 @@ from exceptions.saved_views import normalise_query
 from . import actions, catalogue, display, export
 from .filtersets import DifferenceFilterSet
 from .forms import DifferenceActionForm
-from .models import Difference, Run
+from .models import IN_PROGRESS, Difference, Run
 from .pagination import CURSOR_PARAM, InvalidCursor, paginate
 
-IN_PROGRESS = (Run.Status.QUEUED, Run.Status.PULLING, Run.Status.COMPARING)
 #: refusals listed one by one after an action (the rest counted)
 SHOWN_REFUSALS = 10
 

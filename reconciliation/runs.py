@@ -16,7 +16,7 @@ from integrations.telemetry import CallBuffer
 
 from . import catalogue, compare
 from .conversion import Converter
-from .models import Definition, Run, Side
+from .models import IN_PROGRESS, Definition, Run, Side
 from .pulling import PullContext
 from .signals import run_finished
 from .snapshots import SnapshotSink
@@ -40,7 +40,7 @@ def request_run(
     from .tasks import run_reconciliation
 
     definition.refresh_from_db()  # the watermarks decide the mode: never a stale copy
-    active = _active_run(definition)
+    active = active_run(definition)
     if active is not None:
         return active
     mode = Run.Mode.FULL if full or _due_for_full(definition, trigger) else Run.Mode.INCREMENTAL
@@ -65,12 +65,12 @@ def request_run(
 
 #: a run queued or working for longer than this is taken for abandoned (its worker died)
 ABANDONED_AFTER = dt.timedelta(hours=2)
-ACTIVE = (Run.Status.QUEUED, Run.Status.PULLING, Run.Status.COMPARING)
 
 
-def _active_run(definition: Definition) -> Run | None:
+def active_run(definition: Definition) -> Run | None:
+    """The definition's run still in progress, if any; older ones are marked abandoned."""
     cutoff = timezone.now() - ABANDONED_AFTER
-    runs = Run.objects.filter(definition=definition, status__in=ACTIVE)
+    runs = Run.objects.filter(definition=definition, status__in=IN_PROGRESS)
     runs.filter(created_at__lt=cutoff).update(
         status=Run.Status.FAILED,
         phase="abandoned",

@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..models import Difference
+from ..runs import active_run
 from .accept import accept
 from .common import MAX_DIFFERENCES, ActionRefused, InvalidInput, NotAllowed, Outcome
-from .definitions import EDITABLE, active_run, start_run, update_definition
+from .definitions import EDITABLE, start_run, update_definition
 from .open_exceptions import open_exceptions
 from .permissions import REFUSAL, CanActOrReadOnly, can_act, can_see_amounts
 from .resync import resync

@@ -3,12 +3,10 @@ Both take an actor who may act on reconciliation; both are audited."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
 from console import audit
 
@@ -22,14 +20,11 @@ EDITABLE = (
     "amount_tolerance_cents",
     "date_tolerance_days",
     "compare_status",
+    "settle_minutes",
     "schedule",
     "full_pull_every",
     "enabled",
 )
-IN_PROGRESS = (Run.Status.QUEUED, Run.Status.PULLING, Run.Status.COMPARING)
-#: a run still "in progress" after this long is taken as lost (its worker died): it no
-#: longer blocks a new one
-STALE_AFTER = dt.timedelta(hours=12)
 
 
 def update_definition(definition: Definition, user: Any, changes: dict[str, Any]) -> list[str]:
@@ -66,16 +61,6 @@ def update_definition(definition: Definition, user: Any, changes: dict[str, Any]
     return changed
 
 
-def active_run(definition: Definition, now: dt.datetime | None = None) -> Run | None:
-    """The definition's run still in progress (queued, pulling or comparing), if any."""
-    since = (now or timezone.now()) - STALE_AFTER
-    return (
-        Run.objects.filter(definition=definition, status__in=IN_PROGRESS, created_at__gte=since)
-        .order_by("-created_at", "-id")
-        .first()
-    )
-
-
 def start_run(definition: Definition, user: Any, *, full: bool = False) -> Run:
     """Queue a run now (audited by reconciliation.runs); refused while one is in progress."""
     if not can_act(user):
@@ -83,7 +68,7 @@ def start_run(definition: Definition, user: Any, *, full: bool = False) -> Run:
     with transaction.atomic():
         # one at a time per definition: two clicks at once queue one run
         locked = Definition.objects.select_for_update().get(pk=definition.pk)
-        running = active_run(locked)
+        running = runs.active_run(locked)
         if running is not None:
             state = running.get_status_display().lower()
             raise ActionRefused(

@@ -98,6 +98,7 @@ class RunSerializer(serializers.ModelSerializer):
             "field_mismatch",
             "duplicate",
             "accepted",
+            "in_flight",
             "compared",
             "open_differences",
             "match_rate",

@@ -42,7 +42,7 @@ def test_bench_command_finds_exactly_the_seeded_differences() -> None:
     large, small = result["large"], result["small"]
     assert large["records"] == 2000 and small["records"] == 500
     # 1% of 2,000 in each class, the rest matched; pandas finds the same
-    assert large["found"] == SEEDED | {"matched": 1960, "accepted": 0}
+    assert large["found"] == SEEDED | {"matched": 1960, "accepted": 0, "in_flight": 0}
     assert large["pandas_found"] == large["found"]
     assert small["found"] == {
         "matched": 490,
@@ -51,6 +51,7 @@ def test_bench_command_finds_exactly_the_seeded_differences() -> None:
         "field_mismatch": 5,
         "duplicate": 0,
         "accepted": 0,
+        "in_flight": 0,
     }
     assert result["met"]["classification_correct"] and result["met"]["pandas_agrees"]
     for figures in (small, large):

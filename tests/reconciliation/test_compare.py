@@ -143,9 +143,21 @@ def test_counts_per_legal_entity_add_up_to_the_run(definition: Definition) -> No
     ]
     run, outcome = run_with(definition, source, target)
     rows = {row["legal_entity"]: row for row in compare.by_entity(run)}
-    assert rows["UK01"] == {"legal_entity": "UK01", "compared": 2, "matched": 1, "accepted": 0}
+    assert rows["UK01"] == {
+        "legal_entity": "UK01",
+        "compared": 2,
+        "matched": 1,
+        "accepted": 0,
+        "in_flight": 0,
+    }
     # u1 duplicated in the target, u2 missing there, x9 missing in the PSA
-    assert rows["US01"] == {"legal_entity": "US01", "compared": 3, "matched": 0, "accepted": 0}
+    assert rows["US01"] == {
+        "legal_entity": "US01",
+        "compared": 3,
+        "matched": 0,
+        "accepted": 0,
+        "in_flight": 0,
+    }
     assert sum(r["matched"] for r in rows.values()) == outcome.matched
     total = (
         outcome.matched
@@ -155,6 +167,36 @@ def test_counts_per_legal_entity_add_up_to_the_run(definition: Definition) -> No
         + outcome.duplicate
     )
     assert sum(r["compared"] for r in rows.values()) == total
+
+
+def test_a_difference_on_a_record_changed_just_now_is_in_flight(definition: Definition):
+    """A milestone completed a minute ago is not invoiced yet: not open, not counted against
+    the match rate; once its change is older than the settle window it is a difference."""
+    from django.utils import timezone
+
+    just_now = timezone.now() - dt.timedelta(minutes=1)
+    an_hour_ago = timezone.now() - dt.timedelta(hours=1)
+    source = [
+        invoice("m1", "10.00"),
+        invoice("fresh", "20.00", modified_at=just_now),
+        invoice("stale", "30.00", modified_at=an_hour_ago),
+    ]
+    run, outcome = run_with(definition, source, [invoice("m1", "10.00")])
+    states = dict(Difference.objects.filter(run=run).values_list("key", "state"))
+    assert states == {"fresh": "in_flight", "stale": "open"}
+    assert (outcome.missing_in_target, outcome.in_flight) == (2, 1)
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.DONE, **outcome.counts())
+    run.refresh_from_db()
+    assert run.open_differences == 1
+    assert run.match_rate == 50.0  # m1 matched of m1 and stale; fresh waits
+    assert [row["amount_minor"] for row in compare.at_risk(run)] == [3000]
+    (uk,) = compare.by_entity(run)
+    assert (uk["compared"], uk["matched"], uk["in_flight"]) == (2, 1, 1)
+
+    definition.settle_minutes = 0  # no settle window: every difference is open at once
+    definition.save()
+    _again, outcome = run_with(definition, source, [invoice("m1", "10.00")])
+    assert outcome.in_flight == 0 and outcome.missing_in_target == 2
 
 
 def test_tolerances_decide_a_match(definition: Definition) -> None:

@@ -85,6 +85,7 @@ def test_the_settings_form_validates_the_schedule_and_saves(people) -> None:
         "amount_tolerance_cents": "100",
         "date_tolerance_days": "2",
         "compare_status": "on",
+        "settle_minutes": "10",
         "schedule": "61 3 * * *",
         "full_pull_every": "7",
         "enabled": "on",
