@@ -180,11 +180,12 @@ bodies as the record service takes them, each with an externalId]}`; answer 200 
   "customrecord_tl_revenue_schedule"; provisioning many deals in few calls): status
   "created"|"updated"|"unchanged"|"error". An externalId not in the index is created, one in
   it updated, through the same validation as the record service's `PUT .../eid:<externalId>`
-  (so an update ADDS sublist lines without an id, e.g. a customer's taxRegistration: there is
-  no `replace` here). A body that leaves the record as it is answers "unchanged" and saves
-  nothing, so a repeated batch is harmless. References to other records are `{"id": ...}`
-  internal ids (a job's parent customer, a milestone's custrecord_tl_bm_job), so a batch of
-  jobs follows the batch of their customers.
+  (so an update ADDS sublist lines without an id, e.g. a customer's taxRegistration, unless
+  the body's optional `"replace": ["<sublist>", ...]` names the sublist: those are replaced
+  as a whole, as the record service's `?replace=` does). A body that leaves the record as it
+  is answers "unchanged" and saves nothing, so a repeated batch is harmless. References to
+  other records are `{"id": ...}` internal ids (a job's parent customer, a milestone's
+  custrecord_tl_bm_job), so a batch of jobs follows the batch of their customers.
 Upserting transactions (time, expenses) is refused: those stay first-write-wins. A bad record
 (closed period, unknown or inactive employee, unknown job or subsidiary, a duplicate entityId)
 answers an error for that record only (code INVALID_FLD_VALUE and SuiteScript's "You have
@@ -4240,11 +4241,16 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
             return restlet_error(
                 400, "TL_BAD_REQUEST", f"records must be a list of 1 to {MAX_BATCH} records."
             )
+        replace = body.get("replace", [])
+        if action != "upsert" and "replace" in body:
+            return restlet_error(400, "TL_BAD_REQUEST", "replace is for the upsert action.")
+        if not isinstance(replace, list) or not all(isinstance(n, str) for n in replace):
+            return restlet_error(400, "TL_BAD_REQUEST", "replace must be a list of sublist names.")
         with state.lock:
             state.period_memo = {}
             try:
                 if action == "upsert":
-                    results, exhausted = upsert_records(rtype, records)
+                    results, exhausted = upsert_records(rtype, records, frozenset(replace))
                 else:
                     results, exhausted = post_records(rtype, records)
             finally:
@@ -4319,15 +4325,17 @@ def create_app(state: NetSuiteState | None = None) -> Starlette:
 
         return run_script(records, create)
 
-    def upsert_records(rtype: str, records: list[Any]) -> tuple[list[dict[str, Any]], bool]:
+    def upsert_records(
+        rtype: str, records: list[Any], replace: frozenset[str] = frozenset()
+    ) -> tuple[list[dict[str, Any]], bool]:
         """Upsert: a new externalId is created and an existing one updated through the same
         validation as the record service's `PUT .../eid:<externalId>` (an update ADDS sublist
-        lines without an id, as there). A record the body leaves as it was is not saved
-        ("unchanged", no save units)."""
+        lines without an id, as there, except in the sublists named in `replace`). A record
+        the body leaves as it was is not saved ("unchanged", no save units)."""
 
         def upsert(item: dict[str, Any], external: str, now: str, spend: Any) -> dict[str, Any]:
             current = state.by_external_id(rtype, external)
-            record = APPLY[rtype](state, item, current, replace=frozenset())
+            record = APPLY[rtype](state, item, current, replace=replace)
             if current is not None and record == current:
                 return {"id": current["id"], "status": "unchanged"}
             check_unique(rtype, record)

@@ -139,7 +139,10 @@ def _upsert(
     client = serving[0].client(erp)
     try:
         with serving[0].batch.focus(serving):
-            outcomes = client.upsert_batch("customer", list(bodies.values()))
+            # the registration is replaced, not added again, when the customer exists
+            outcomes = client.upsert_batch(
+                "customer", list(bodies.values()), replace=("taxRegistration",)
+            )
     except Exception as exc:
         for ids in waiting.values():
             for i in ids:

@@ -48,8 +48,8 @@ Re-sync (`resync`): unbinds the ERP customer and runs the customer part of the a
 create-service-engagement run again (read the deal, check the legal entity, upsert the
 customer by external id, bind it) through `integrations.services.rerun_steps`: a renamed or
 deleted customer is written again from the CRM. An account whose deal has no run yet gets
-its run started. Not fixed by a re-sync: a status the ERP set, a country change (NetSuite
-adds tax registration lines on an upsert, the first stays), copies in the ERP, and ERP
+its run started (the upsert replaces the tax registration, so a changed country is written
+again too). Not fixed by a re-sync: a status the ERP set, copies in the ERP, and ERP
 customers Throughline did not create.
 """
 

@@ -141,6 +141,28 @@ def test_customers_are_created_then_updated_with_the_same_ids(
     assert client.get_record("customer", created[1]["id"])["companyName"] == "Customer 1"
 
 
+def test_a_repeated_upsert_replaces_the_tax_registration_instead_of_adding_it(
+    standin: RunningStandin, client: NetSuiteClient
+) -> None:
+    registered = customer(7) | {
+        "taxRegistration": {
+            "items": [{"nexusCountry": {"id": "GB"}, "taxRegistrationNumber": "GB123456789"}]
+        }
+    }
+
+    def lines() -> list:
+        (record,) = standin.state.table("customer").values()
+        return [line["taxRegistrationNumber"] for line in record["taxRegistration"]]
+
+    client.upsert_batch("customer", [registered], replace=("taxRegistration",))
+    again = client.upsert_batch("customer", [registered], replace=("taxRegistration",))
+    # replaced lines are new lines (new line ids): an update, but still one registration
+    assert again[0]["status"] == "updated" and lines() == ["GB123456789"]
+    # without replace an update adds the line again, as the record service's PUT does
+    client.upsert_batch("customer", [registered])
+    assert lines() == ["GB123456789", "GB123456789"]
+
+
 def test_the_restlet_and_the_record_service_share_one_index(
     standin: RunningStandin, client: NetSuiteClient
 ) -> None:
@@ -351,6 +373,8 @@ def test_the_restlet_refuses_unknown_actions_and_types(
         {"recordType": "timeBill", "action": "upsert", "records": [{"externalId": "te-1"}]},
         {"recordType": "customer", "records": [customer(1)]},  # create is for transactions
         {"recordType": "customer", "action": "upsert", "records": []},
+        {"recordType": "customer", "action": "upsert", "replace": "x", "records": [customer(1)]},
+        {"recordType": "timeBill", "replace": ["item"], "records": [{"externalId": "te-1"}]},
     ):
         answer = call(body)
         assert answer.status_code == 400, body

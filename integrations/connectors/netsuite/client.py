@@ -561,22 +561,34 @@ class NetSuiteClient(ConnectorHttpClient):
             raise ValueError(f"record_type must be one of {', '.join(BULK_RECORD_TYPES)}")
         return self._bulk(record_type, records, "create")
 
-    def upsert_batch(self, record_type: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def upsert_batch(
+        self,
+        record_type: str,
+        records: list[dict[str, Any]],
+        *,
+        replace: Iterable[str] = (),
+    ) -> list[dict[str, Any]]:
         """Create or update customers, jobs, billing milestones or revenue schedule lines by
         externalId through the bulk RESTlet, `batch_size` (at most 500) per call; return one
         result per record in input order: `{"externalId", "status": "created"|"updated"|
         "unchanged", "id"}` or `{"externalId", "status": "error", "error": {"code",
         "message"}}`. Bodies are the record service's (references as `{"id": <internal
         id>}`), so upsert customers before the jobs that name them as parent, and jobs
-        before their milestones. An update adds sublist lines that carry no id (there is no
-        `replace`), as `upsert_by_external_id` without `replace` does. A record's error
-        never fails the others; a call that fails as a whole raises its ConnectorError."""
+        before their milestones. An update adds sublist lines that carry no id, as
+        `upsert_by_external_id` does, except in the sublists named in `replace` (a customer's
+        taxRegistration: a repeated upsert must not add the registration again), which are
+        replaced as a whole. A record's error never fails the others; a call that fails as a
+        whole raises its ConnectorError."""
         if record_type not in BULK_UPSERT_TYPES:
             raise ValueError(f"record_type must be one of {', '.join(BULK_UPSERT_TYPES)}")
-        return self._bulk(record_type, records, "upsert")
+        return self._bulk(record_type, records, "upsert", replace=tuple(replace))
 
     def _bulk(
-        self, record_type: str, records: list[dict[str, Any]], action: str
+        self,
+        record_type: str,
+        records: list[dict[str, Any]],
+        action: str,
+        replace: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
         """Send `records` to the bulk RESTlet in chunks of `batch_size`, halving the chunk
         when the script runs out of usage units (harmless: records are keyed by externalId,
@@ -591,7 +603,7 @@ class NetSuiteClient(ConnectorHttpClient):
         while offset < len(records):
             part = records[offset : offset + size]
             try:
-                results.extend(self._post_restlet(record_type, part, action))
+                results.extend(self._post_restlet(record_type, part, action, replace))
             except ValidationError as exc:
                 if exc.vendor_code != USAGE_LIMIT_CODE or size == 1:
                     raise
@@ -607,7 +619,11 @@ class NetSuiteClient(ConnectorHttpClient):
         return results
 
     def _post_restlet(
-        self, record_type: str, part: list[dict[str, Any]], action: str = "create"
+        self,
+        record_type: str,
+        part: list[dict[str, Any]],
+        action: str = "create",
+        replace: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
         operation = f"netsuite.{record_type}.bulk" + ("" if action == "create" else f"_{action}")
         keys = [record_type, *(str(r["externalId"]) for r in part)]
@@ -616,8 +632,10 @@ class NetSuiteClient(ConnectorHttpClient):
         if action != "create":
             # an upsert with other values is another request: the key covers the bodies too
             bodies = json.dumps(part, sort_keys=True, separators=(",", ":"), default=str)
-            keys = [action, *keys, hashlib.sha256(bodies.encode()).hexdigest()]
+            keys = [action, *replace, *keys, hashlib.sha256(bodies.encode()).hexdigest()]
             payload = {"recordType": record_type, "action": action, "records": part}
+            if replace:
+                payload["replace"] = list(replace)
             statuses = UPSERT_STATUSES
         digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
         response = self.request(
