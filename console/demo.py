@@ -303,7 +303,7 @@ def seed(
     for user_id, email, key in SUBCONTRACTOR_PEOPLE:
         subcontractor = purchase_orders.subcontractor_key(key, f"person:{email}")
         bindings.bind(kantata, purchase_orders.SUBCONTRACTOR, subcontractor, user_id)
-    seed_extracts()  # one daily CSV extract per dataset for the data warehouse
+    seed_extracts()  # one CSV extract per dataset for the data warehouse
     seed_definitions()  # one hourly reconciliation per comparison of the demo systems
     return DemoResult(
         users=users, connections=[salesforce.name, netsuite.name, legacy.name, kantata.name]
